@@ -1,0 +1,1 @@
+"""Frame workers: a consumer group that detects faces, filters and republishes."""

@@ -1,0 +1,3 @@
+from dvp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""The `dvp` command. Every DvpError becomes one stderr line and exit status 1."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from dvp import __version__
+from dvp.config import Settings, describe
+from dvp.errors import DvpError
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                        help="Kafka cluster (env DVP_BOOTSTRAP_SERVERS)")
+    common.add_argument("--kafka-config", metavar="KEY=VALUE", action="append", default=[],
+                        help="Kafka client setting passed through untouched, e.g. security.protocol=SASL_SSL "
+                             "(repeatable; env DVP_KAFKA_CONFIG)")
+    common.add_argument("--jpeg-quality", type=int, metavar="Q", help="JPEG quality of frames on the wire")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="dvp", description="Distributed video face filters on Kafka.")
+    parser.add_argument("--version", action="version", version=f"dvp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="filter one video end to end and wait for it")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="output MP4")
+    p.add_argument("--filter", default="blur", help="filter spec, e.g. blur or pixelate:blocks=8")
+    p.add_argument("--workers", type=int, default=2, help="worker processes to start (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("publish", parents=[common], help="publish a video as a job")
+    p.add_argument("input")
+    p.add_argument("--filter", required=True, help="filter spec, e.g. blur or pixelate:blocks=8")
+    p.add_argument("--job-id", help="job id (default: file name plus a random suffix)")
+    p.add_argument("-o", "--output", default="", help="output path on the aggregator (default: its output dir)")
+    p.add_argument("--wait", action="store_true", help="wait until the output is written")
+    p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds without news")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("worker", parents=[common], help="run frame workers (a consumer group)")
+    p.add_argument("--processes", type=int, default=1, help="worker processes on this machine")
+
+    sub.add_parser("aggregator", parents=[common], help="run the Faust aggregator that writes the videos")
+
+    p = sub.add_parser("up", parents=[common], help="start broker, workers and aggregator in the background")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    sub.add_parser("down", parents=[common], help="stop what `dvp up` started")
+    sub.add_parser("status", parents=[common], help="say what `dvp up` runs")
+    sub.add_parser("topics", parents=[common], help="create the pipeline's topics on the cluster")
+    sub.add_parser("filters", help="list the filters and their parameters")
+    sub.add_parser("config", parents=[common], help="list every setting with its variable and value")
+
+    p = sub.add_parser("sample", help="write a sample clip: a real face moving, with a tone")
+    p.add_argument("output")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
+    p.add_argument("--no-audio", action="store_true")
+    return parser
+
+
+def _settings(args) -> Settings:
+    return Settings.load(bootstrap_servers=getattr(args, "bootstrap_servers", None),
+                         kafka_config=tuple(getattr(args, "kafka_config", ()) or ()),
+                         jpeg_quality=getattr(args, "jpeg_quality", None))
+
+
+def _positive(value: int, what: str) -> int:
+    if value < 1:
+        raise DvpError(f"{what} must be at least 1, got {value}")
+    return value
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(getattr(args, "verbose", 0), 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    try:
+        return _dispatch(args) or 0
+    except DvpError as exc:
+        print(f"dvp: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dvp: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    settings = _settings(args) if args.command not in ("filters", "sample") else None
+    if settings is not None and not 1 <= settings.jpeg_quality <= 100:
+        raise DvpError(f"JPEG quality must be from 1 to 100, got {settings.jpeg_quality}")
+    if args.command == "run":
+        from dvp.run import run_job
+        if Path(args.output).is_dir():
+            raise DvpError(f"{args.output}: is a directory; name the output file")
+        summary = run_job(settings, args.input, args.output, args.filter,
+                          _positive(args.workers, "--workers"), progress=not args.quiet)
+        print("\n".join(summary.lines()))
+    elif args.command == "publish":
+        return _publish(settings, args)
+    elif args.command == "worker":
+        _quiet_ml_logs()
+        from consumers.pool import run_pool
+        return run_pool(settings, _positive(args.processes, "--processes"))
+    elif args.command == "aggregator":
+        from streams.app import run_aggregator
+        run_aggregator(settings, loglevel="info" if args.verbose else "warn")
+    elif args.command in ("up", "down", "status"):
+        from infra import stack
+        if args.command == "up":
+            services = stack.up(settings, _positive(args.workers, "--workers"))
+            print(f"bootstrap servers: {settings.bootstrap}")
+        else:
+            services = getattr(stack, args.command)(settings)
+        for s in services:
+            state = "stopped" if args.command == "down" else ("running" if s.alive else "dead")
+            print(f"{s.name:<12} pid {s.pid:<8} {state:<8} log {s.log}")
+        if not services:
+            print("nothing runs")
+    elif args.command == "topics":
+        from dvp import kafka
+        kafka.ensure_topics(settings)
+        for name, parts in kafka.topic_partitions(settings).items():
+            print(f"{name:<24} {parts} partitions")
+    elif args.command == "filters":
+        from dvp.filters import FILTERS
+        for f in FILTERS.values():
+            print(f"{f.name:<12} {f.summary}")
+            for key, p in f.params.items():
+                print(f"    {key}={p.default:g}  ({p.low:g}..{p.high:g}) {p.help}")
+    elif args.command == "config":
+        for env, flag, help_text in describe():
+            value = settings.to_env().get(env, "")
+            print(f"{env:<26} {value!s:<28} {help_text}")
+    elif args.command == "sample":
+        from dvp.sample import write_sample
+        width, _, height = args.size.partition("x")
+        try:
+            size = (int(width), int(height))
+        except ValueError:
+            raise DvpError(f"--size must be WIDTHxHEIGHT, got {args.size!r}") from None
+        write_sample(args.output, seconds=args.seconds, width=size[0], height=size[1],
+                     audio=not args.no_audio)
+        print(args.output)
+    return 0
+
+
+def _publish(settings: Settings, args) -> int:
+    from dvp.messages import valid_job_id
+    from producers.publish import publish
+    from producers.watch import JobWatcher
+    from dvp import kafka
+    if args.job_id is not None and not valid_job_id(args.job_id):
+        raise DvpError(f"job id {args.job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
+    watcher = None
+    if args.wait:
+        kafka.ensure_topics(settings)
+        watcher = JobWatcher(settings)
+    try:
+        published = publish(settings, args.input, args.filter, job_id=args.job_id, output=args.output,
+                            progress=not args.quiet)
+        print(f"published {published.frames} frames as job {published.start.job_id}")
+        if watcher is not None:
+            done = watcher.wait(published.start.job_id, published.frames, progress=not args.quiet,
+                                timeout=args.timeout)
+            print(f"completed: {done.output} ({done.frames} frames, {done.faces} faces)")
+    finally:
+        if watcher is not None:
+            watcher.close()
+    return 0
+
+
+def _quiet_ml_logs() -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,0 +1,85 @@
+"""The filter catalogue. A filter is a plain function (image, faces, params) -> image;
+it may change `image` in place and must return the result. I/O never happens here.
+
+A job names its filter with a spec string, `NAME` or `NAME:key=value,key=value`,
+checked against the filter's declared parameters before anything is published."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+from dvp.errors import FilterSpecError
+from dvp.faces import Face
+from dvp.filters import blackout, blur, pixelate, sunglasses
+
+
+@dataclass(frozen=True)
+class Param:
+    default: float
+    low: float
+    high: float
+    help: str
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class FilterDef:
+    name: str
+    apply: Callable[[np.ndarray, list[Face], Mapping[str, float]], np.ndarray]
+    params: Mapping[str, Param]
+    summary: str
+    needs_landmarks: bool = False
+
+
+def _catalogue(*modules) -> dict[str, FilterDef]:
+    return {m.NAME: FilterDef(m.NAME, m.apply, {k: Param(*v) for k, v in m.PARAMS.items()},
+                              m.__doc__.strip().splitlines()[0], getattr(m, "NEEDS_LANDMARKS", False))
+            for m in modules}
+
+
+FILTERS = _catalogue(blur, pixelate, blackout, sunglasses)
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    filter: FilterDef
+    params: Mapping[str, float]
+
+    def __str__(self) -> str:
+        given = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.params.items())
+                         if v != self.filter.params[k].default)
+        return f"{self.filter.name}:{given}" if given else self.filter.name
+
+    def apply(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        return self.filter.apply(image, faces, self.params)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def parse_spec(spec: str) -> FilterSpec:
+    """'pixelate:blocks=8' -> FilterSpec, or FilterSpecError saying what is wrong."""
+    name, _, rest = spec.strip().partition(":")
+    if name not in FILTERS:
+        raise FilterSpecError(f"unknown filter {name!r}; choose one of: {', '.join(FILTERS)}")
+    fdef = FILTERS[name]
+    params = {k: p.default for k, p in fdef.params.items()}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, sep, raw = item.partition("=")
+        if key not in fdef.params:
+            known = ", ".join(fdef.params) or "none"
+            raise FilterSpecError(f"filter {name!r} has no parameter {key!r} (parameters: {known})")
+        p = fdef.params[key]
+        try:
+            value = float(raw) if sep else float("nan")
+        except ValueError:
+            value = float("nan")
+        if not (p.low <= value <= p.high) or (p.integer and not value.is_integer()):
+            kind = "an integer" if p.integer else "a number"
+            raise FilterSpecError(
+                f"filter {name!r}: {key} must be {kind} from {_fmt(p.low)} to {_fmt(p.high)}, got {raw!r}")
+        params[key] = int(value) if p.integer else value
+    return FilterSpec(fdef, params)

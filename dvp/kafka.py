@@ -1,0 +1,132 @@
+"""Kafka plumbing shared by every stage: reachability, topics, a careful producer."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dvp.config import Settings
+from dvp.errors import BrokerError
+
+log = logging.getLogger("dvp.kafka")
+# librdkafka's own log lines go through Python logging (quiet unless -v).
+_RDKAFKA = {"logger": logging.getLogger("dvp.rdkafka")}
+
+TOPICS = ("frames", "processed", "jobs", "metrics", "deadletter")
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(settings.client_config(**_RDKAFKA))
+
+
+def wait_reachable(settings: Settings, timeout: Optional[float] = None) -> AdminClient:
+    """Return an admin client once the cluster answers, or fail within the timeout."""
+    timeout = settings.connect_timeout_s if timeout is None else timeout
+    client = admin(settings)
+    try:
+        client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap} within {timeout:g} s "
+            f"({exc.args[0].str() if exc.args else exc})") from None
+    return client
+
+
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    return {
+        settings.topic("frames"): settings.frames_partitions,
+        settings.topic("processed"): settings.processed_partitions,
+        settings.topic("jobs"): 4,
+        settings.topic("metrics"): 4,
+        settings.topic("deadletter"): 1,
+    }
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the pipeline's topics (explicitly: auto-created ones get the wrong size)."""
+    client = wait_reachable(settings)
+    wanted = topic_partitions(settings)
+    existing = client.list_topics(timeout=settings.connect_timeout_s).topics
+    missing = [NewTopic(name, parts, settings.replication_factor)
+               for name, parts in wanted.items() if name not in existing]
+    for name, future in (client.create_topics(missing).items() if missing else ()):
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from None
+    deadline = time.monotonic() + settings.connect_timeout_s
+    while True:  # creation is asynchronous on real clusters: wait for the metadata
+        topics = client.list_topics(timeout=settings.connect_timeout_s).topics
+        if all(name in topics and len(topics[name].partitions) > 0 for name in wanted):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics {sorted(wanted)} did not appear on {settings.bootstrap}")
+        time.sleep(0.2)
+
+
+def partition_count(settings: Settings, topic: str) -> int:
+    md = wait_reachable(settings).list_topics(topic, timeout=settings.connect_timeout_s)
+    if topic not in md.topics or md.topics[topic].error is not None:
+        raise BrokerError(f"topic {topic} does not exist on {settings.bootstrap}; run `dvp topics`")
+    return len(md.topics[topic].partitions)
+
+
+Delivered = Callable[[Optional[KafkaError], object], None]
+
+
+class ReliableProducer:
+    """confluent-kafka's producer used the way its examples teach: idempotent,
+    acks=all, a delivery callback for every record, poll(0) after each send,
+    back-off when the local queue is full, and delivery errors kept, not lost."""
+
+    def __init__(self, settings: Settings, **extra):
+        conf = settings.client_config(**{
+            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            # Java-compatible key hashing: every client puts a job on the same partition.
+            "partitioner": "murmur2_random", **_RDKAFKA, **extra})
+        self._producer = Producer(conf)
+        self.max_bytes = int(conf.get("message.max.bytes", 1_000_000))
+        self.errors: list[str] = []
+
+    def send(self, topic: str, value: bytes, key: Optional[bytes] = None,
+             partition: Optional[int] = None, on_delivery: Optional[Delivered] = None,
+             headers: Optional[list] = None) -> None:
+        def delivered(err, msg):
+            if err is not None:
+                self.errors.append(f"{topic}: {err.str()}")
+            if on_delivery is not None:
+                on_delivery(err, msg)
+
+        kwargs = {"key": key, "on_delivery": delivered, "headers": headers}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value, **kwargs)
+                break
+            except BufferError:  # local queue full: serve callbacks, then retry
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise BrokerError(
+                        f"a {len(value) / 1e6:.1f} MB record is larger than Kafka accepts "
+                        f"(message.max.bytes={self.max_bytes}); lower --jpeg-quality or "
+                        f"raise message.max.bytes on the broker and client") from None
+                raise BrokerError(f"cannot produce to {topic}: {err.str()}") from None
+        self._producer.poll(0)
+
+    def poll(self, timeout: float = 0) -> None:
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float) -> None:
+        """Wait for every record to be acknowledged; fail if any was not."""
+        left = self._producer.flush(timeout)
+        if left:
+            raise BrokerError(f"{left} records not acknowledged by Kafka within {timeout:g} s")
+        if self.errors:
+            raise BrokerError(f"Kafka refused records: {self.errors[0]}")

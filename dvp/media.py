@@ -1,0 +1,151 @@
+"""Reading source media with PyAV: video frames as BGR arrays, audio remuxed as-is."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import BinaryIO, Iterator, Optional
+
+import av
+import numpy as np
+
+from dvp.errors import InputError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    frame_count: Optional[int]
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    index: int
+    pts: int  # in VideoInfo.time_base, rebased so that the first frame is at 0
+    image: np.ndarray  # BGR, HxWx3 uint8
+
+
+class VideoSource:
+    """One pass over a media file: yields its video frames and, on the side,
+    copies its audio packets (timestamps rebased like the video's) into a
+    Matroska file, which carries any codec without re-encoding."""
+
+    def __init__(self, path: str):
+        if not os.path.exists(path):
+            raise InputError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise InputError(f"{path}: is a directory, not a video")
+        self.path = path
+        try:
+            self._container = av.open(path)
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: not a video FFmpeg can read ({_reason(exc)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise InputError(f"{path}: has no video stream")
+        self._video = self._container.streams.video[0]
+        self._video.thread_type = "AUTO"
+        self._audio = self._container.streams.audio[0] if self._container.streams.audio else None
+        ctx = self._video.codec_context
+        fps = self._video.average_rate or self._video.guessed_rate or Fraction(25)
+        self.info = VideoInfo(
+            width=ctx.width, height=ctx.height, fps=Fraction(fps),
+            time_base=Fraction(self._video.time_base or Fraction(1, 90000)),
+            frame_count=self._video.frames or None,
+            has_audio=self._audio is not None,
+        )
+        self._audio_file: Optional[BinaryIO] = None
+        self._audio_out = None
+        self._audio_shift: Optional[int] = None  # known once the first picture is decoded
+
+    def __enter__(self) -> "VideoSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._finish_audio()
+        self._container.close()
+        if self._audio_file is not None:
+            self._audio_file.close()
+
+    def frames(self) -> Iterator[SourceFrame]:
+        """Decode every video frame; audio packets met on the way are kept."""
+        info, first_pts, last_pts, index = self.info, None, -1, 0
+        streams = [self._video] + ([self._audio] if self._audio is not None else [])
+        if self._audio is not None:
+            self._start_audio()
+        try:
+            for packet in self._container.demux(*streams):
+                if packet.stream is self._audio:
+                    self._copy_audio(packet, first_pts)
+                    continue
+                for frame in packet.decode():
+                    pts = frame.pts if frame.pts is not None else round(index / info.fps / info.time_base)
+                    if first_pts is None:
+                        first_pts = pts
+                    # Encoders need strictly increasing timestamps; broken files repeat them.
+                    pts = max(pts - first_pts, last_pts + 1)
+                    last_pts = pts
+                    yield SourceFrame(index, pts, frame.to_ndarray(format="bgr24"))
+                    index += 1
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.path}: corrupt video at frame {index} ({_reason(exc)})") from None
+
+    # -- audio, remuxed without decoding -------------------------------------------------
+    def _start_audio(self) -> None:
+        self._audio_file = tempfile.TemporaryFile(prefix="dvp-audio-")
+        self._audio_out = av.open(self._audio_file, "w", format="matroska")
+        self._audio_stream = self._audio_out.add_stream_from_template(self._audio)
+        self._audio_pending: list = []
+
+    def _copy_audio(self, packet, video_start_pts: Optional[int]) -> None:
+        if packet.dts is None or packet.size == 0:
+            return
+        if video_start_pts is None:  # audio before the first video frame: hold it until we know the shift
+            self._audio_pending.append(packet)
+            return
+        if self._audio_shift is None:
+            self._audio_shift = round(video_start_pts * self.info.time_base / self._audio.time_base)
+            self._flush_pending_audio()
+        self._mux_audio(packet)
+
+    def _flush_pending_audio(self) -> None:
+        pending, self._audio_pending = self._audio_pending, []
+        for held in pending:
+            self._mux_audio(held)
+
+    def _mux_audio(self, packet) -> None:
+        if packet.pts is not None and packet.pts - self._audio_shift < 0:
+            return  # audio from before the first picture has nothing to sync with
+        if packet.pts is not None:
+            packet.pts -= self._audio_shift
+        packet.dts = max(packet.dts - self._audio_shift, 0)
+        packet.stream = self._audio_stream
+        self._audio_out.mux(packet)
+
+    def _finish_audio(self) -> None:
+        if self._audio_out is not None:
+            self._audio_shift = self._audio_shift or 0
+            self._flush_pending_audio()
+            self._audio_out.close()
+            self._audio_out = None
+            self._audio_file.seek(0)
+
+    def audio_chunks(self, size: int) -> Iterator[bytes]:
+        """The audio track as Matroska bytes, in pieces; call after frames()."""
+        if self._audio is None:
+            return
+        self._finish_audio()
+        while chunk := self._audio_file.read(size):
+            yield chunk
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)

@@ -1,0 +1,56 @@
+"""`dvp run`: the main job in one command, leaving no process behind."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dvp.config import Settings
+from dvp.errors import InputError
+from dvp.filters import parse_spec
+from dvp.media import VideoSource
+from infra.stack import Stack
+from producers.publish import publish
+from producers.watch import JobWatcher
+
+
+@dataclass(frozen=True)
+class Summary:
+    job_id: str
+    frames: int
+    faces: int
+    wall_s: float
+    output: str
+    duration_s: float
+
+    def lines(self) -> list[str]:
+        return [f"job       {self.job_id}",
+                f"frames    {self.frames} ({self.frames / self.wall_s:.1f} fps)",
+                f"faces     {self.faces}",
+                f"wall time {self.wall_s:.1f} s",
+                f"output    {self.output} ({self.duration_s:.2f} s of video)"]
+
+
+def precheck(path: str, filter_spec: str) -> None:
+    """Refuse bad input before starting anything."""
+    parse_spec(filter_spec)
+    with VideoSource(path) as source:
+        if next(source.frames(), None) is None:
+            raise InputError(f"{path}: has no video frames")
+
+
+def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur",
+            workers: int = 2, progress: bool = True) -> Summary:
+    precheck(path, filter_spec)
+    began = time.monotonic()
+    with Stack(settings, workers) as stack:
+        watcher = JobWatcher(stack.settings)
+        try:
+            published = publish(stack.settings, path, filter_spec, output=str(Path(output).absolute()),
+                                progress=progress)
+            done = watcher.wait(published.start.job_id, published.frames, progress=progress,
+                                alive=stack.check_alive)
+        finally:
+            watcher.close()
+    return Summary(done.job_id, done.frames, done.faces, time.monotonic() - began,
+                   done.output, done.duration_s)

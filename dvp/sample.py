@@ -1,0 +1,60 @@
+"""A sample clip with a real face and a sound track, made without downloads:
+scikit-image's astronaut photo gliding over a textured background, and a tone."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from dvp.errors import DvpError
+
+
+def astronaut_face(height: int) -> np.ndarray:
+    """The astronaut's head and shoulders (BGR), scaled to `height` pixels."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise DvpError("the sample clip needs scikit-image: pip install 'dvp[demo]'") from None
+    import cv2
+    portrait = data.astronaut()[:300, 90:390, ::-1]  # RGB -> BGR
+    return cv2.resize(portrait, (height, height), interpolation=cv2.INTER_AREA)
+
+
+def background(width: int, height: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.dstack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
+                      ((x // 16 + y // 16) % 2) * 90 + 60]).astype(np.uint8)
+
+
+def write_sample(path: str, seconds: float = 4.0, width: int = 640, height: int = 480,
+                 fps: int = 25, tone_hz: float = 440.0, audio: bool = True) -> None:
+    face = astronaut_face(height // 2)
+    base = background(width, height)
+    n = int(round(seconds * fps))
+    with av.open(path, "w") as out:
+        video = out.add_stream("libx264", rate=fps, options={"crf": "16", "preset": "veryfast"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if audio:
+            sound = out.add_stream("aac", rate=44100, layout="mono")
+        top = (height - face.shape[0]) // 2
+        for i in range(n):
+            image = base.copy()
+            left = int((width - face.shape[1]) * i / max(n - 1, 1))
+            image[top:top + face.shape[0], left:left + face.shape[1]] = face
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        if audio:
+            rate, block = 44100, 1024
+            t = np.arange(int(seconds * rate)) / rate
+            wave = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+            for start in range(0, len(wave), block):
+                piece = wave[start:start + block]
+                if len(piece) < block:
+                    piece = np.pad(piece, (0, block - len(piece)))
+                frame = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = rate, start
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode())

@@ -1,0 +1,1 @@
+"""Launchers for the services the pipeline needs: the embedded broker, the local stack."""

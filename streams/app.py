@@ -1,0 +1,113 @@
+"""The Faust app: `dvp aggregator` runs it.
+
+One agent reads the processed topic; the assembly work (JPEG decode, H.264
+encode, final mux, replays) runs on one worker thread so the event loop keeps
+heart-beating. Per-job progress is kept in a Faust table; job events go to
+the jobs topic."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import faust
+
+from dvp.config import Settings, parse_kafka_config
+from dvp.errors import MalformedRecord
+from dvp.messages import JOBS, JobCompleted, JobFailed, JobProgress
+from streams.aggregator import Aggregator
+from streams.assembler import EncodeOptions
+from streams.replay import read_partition
+
+log = logging.getLogger("dvp.aggregator")
+
+
+def _credentials(settings: Settings):
+    """Map the pass-through librdkafka security settings onto Faust's."""
+    conf = parse_kafka_config(settings.kafka_config)
+    protocol = conf.get("security.protocol", "PLAINTEXT").upper()
+    ssl_context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        ssl_context = faust.auth.ssl.create_default_context(cafile=conf.get("ssl.ca.location"))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=conf.get("sasl.username"), password=conf.get("sasl.password"),
+            mechanism=conf.get("sasl.mechanism", "PLAIN"), ssl_context=ssl_context)
+    return faust.SSLCredentials(ssl_context) if ssl_context else None
+
+
+def create_app(settings: Settings) -> faust.App:
+    work_dir = settings.home / "aggregator"
+    app = faust.App(
+        settings.topic("aggregator"),
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(work_dir / "faust"),
+        web_enabled=False,
+        topic_partitions=settings.processed_partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(settings.session_timeout_ms / 6000, 0.5),
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        producer_max_request_size=4 * 1024 * 1024,
+    )
+    processed = app.topic(settings.topic("processed"), key_serializer="raw", value_serializer="raw",
+                          partitions=settings.processed_partitions)
+    jobs = app.topic(settings.topic("jobs"), key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
+    progress = app.Table("job-progress", default=None, key_type=str,
+                         partitions=settings.processed_partitions)
+    aggregator = Aggregator(
+        work_dir, settings.outputs, EncodeOptions(settings.crf, settings.preset),
+        replay=partial(read_partition, settings, settings.topic("processed")))
+    # One thread: the assembly is serial, and the event loop stays free.
+    assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
+
+    async def publish(events) -> None:
+        for event in events:
+            await jobs.send(key=event.job_id.encode(), value=JOBS.encode(event))
+
+    @app.agent(processed)
+    async def assemble(stream):
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            msg = event.message
+            try:
+                out = await loop.run_in_executor(
+                    assembly, aggregator.handle, msg.partition, msg.offset, event.value)
+            except MalformedRecord as exc:  # set aside with where it came from, and go on
+                log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
+                await dead_letters.send(key=event.key, value=event.value or b"", headers={
+                    "dvp.error": str(exc).encode(), "dvp.topic": msg.topic.encode(),
+                    "dvp.partition": str(msg.partition).encode(), "dvp.offset": str(msg.offset).encode()})
+                continue
+            for job_event in out:
+                if isinstance(job_event, JobProgress):
+                    progress[job_event.job_id] = {"status": "running", "written": job_event.frames_written,
+                                                  "total": job_event.frame_count}
+                elif isinstance(job_event, JobCompleted):
+                    progress[job_event.job_id] = {"status": "completed", "written": job_event.frames,
+                                                  "total": job_event.frames, "output": job_event.output}
+                elif isinstance(job_event, JobFailed):
+                    progress[job_event.job_id] = {"status": "failed", "reason": job_event.reason}
+            await publish(out)
+
+    @app.task
+    async def recover_unfinished():
+        """Jobs cut short by a crash finish even if no new record of theirs arrives."""
+        loop = asyncio.get_running_loop()
+        await publish(await loop.run_in_executor(assembly, aggregator.recover_all))
+
+    app.aggregator = aggregator
+    return app
+
+
+def run_aggregator(settings: Settings, loglevel: str = "warn") -> None:
+    from dvp import kafka
+    kafka.ensure_topics(settings)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,120 @@
+"""One job's output, assembled from its records in any order, any number of times.
+
+No Kafka here: records go in, outcomes come out. Frames are deduplicated by
+index and written as soon as they are next in order, so memory holds only
+the frames that arrived early, never the whole video."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Union
+
+import cv2
+import numpy as np
+
+from dvp.messages import (AudioChunk, FrameFailed, JobAbort, JobCompleted, JobEnd, JobFailed,
+                          JobStart, ProcessedFrame)
+from streams.encode import VideoEncoder, mux_output
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    crf: int
+    preset: str
+
+
+Outcome = Union[JobCompleted, JobFailed]
+
+
+class JobAssembler:
+    def __init__(self, start: JobStart, work_dir: Path, output_dir: Path, options: EncodeOptions):
+        self.start = start
+        self.options = options
+        self.output = Path(start.output) if start.output else output_dir / f"{start.job_id}.mp4"
+        self._video_path = work_dir / f"{start.job_id}.video.mp4"
+        self._audio_path = work_dir / f"{start.job_id}.audio.mka"
+        self.discard()  # a restarted job starts from scratch
+        self._encoder: Optional[VideoEncoder] = None
+        self._early: dict[int, ProcessedFrame] = {}
+        self._audio_chunks = 0
+        self._end: Optional[JobEnd] = None
+        self.written = 0
+        self.faces = 0
+        self.outcome: Optional[Outcome] = None
+
+    @property
+    def total(self) -> Optional[int]:
+        return self._end.frame_count if self._end else self.start.frame_count
+
+    def add(self, record) -> Optional[Outcome]:
+        """Take one record of this job; return the outcome once the job ends."""
+        if self.outcome is not None:
+            return None
+        if isinstance(record, ProcessedFrame):
+            if record.index >= self.written and record.index not in self._early:
+                self._early[record.index] = record
+                self._write_ready()
+        elif isinstance(record, AudioChunk):
+            if record.seq == self._audio_chunks:  # duplicates and strays are ignored
+                with open(self._audio_path, "ab") as f:
+                    f.write(record.data)
+                self._audio_chunks += 1
+        elif isinstance(record, JobEnd):
+            self._end = record
+        elif isinstance(record, FrameFailed):
+            return self.fail(f"frame {record.index}: {record.reason}")
+        elif isinstance(record, JobAbort):
+            return self.fail(f"aborted by the producer: {record.reason}")
+        if self._end is not None and self.written >= self._end.frame_count \
+                and self._audio_chunks >= self._end.audio_chunks:
+            return self._finish()
+        return None
+
+    def _write_ready(self) -> None:
+        while self.written in self._early:
+            frame = self._early.pop(self.written)
+            image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"frame {frame.index}: undecodable JPEG")
+            if self._encoder is None:
+                s = self.start
+                self._encoder = VideoEncoder(
+                    self._video_path, image.shape[1], image.shape[0], Fraction(s.fps_num, s.fps_den),
+                    Fraction(s.time_base_num, s.time_base_den), self.options.crf, self.options.preset)
+            self._encoder.write(image, frame.pts)
+            self.written += 1
+            self.faces += len(frame.faces)
+
+    def _finish(self) -> Outcome:
+        if self.written == 0:
+            return self.fail("the job has no frames")
+        self._encoder.close()
+        self._encoder = None
+        audio = self._audio_path if self._audio_chunks else None
+        try:
+            duration = mux_output(self._video_path, audio, self.output)
+        except OSError as exc:
+            return self.fail(f"cannot write {self.output}: {exc}")
+        self.discard()
+        self.outcome = JobCompleted(self.start.job_id, str(self.output), self.written, self.faces,
+                                    duration, time.time_ns() // 1000)
+        return self.outcome
+
+    def fail(self, reason: str) -> Outcome:
+        self.discard()
+        self.outcome = JobFailed(self.start.job_id, reason)
+        return self.outcome
+
+    def discard(self) -> None:
+        """Drop the work files; the output is never left half-written."""
+        encoder = getattr(self, "_encoder", None)
+        if encoder is not None:
+            try:
+                encoder.close()
+            except Exception:  # closing a broken encoder: the file goes anyway
+                pass
+            self._encoder = None
+        self._video_path.unlink(missing_ok=True)
+        self._audio_path.unlink(missing_ok=True)

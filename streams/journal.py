@@ -1,0 +1,50 @@
+"""The aggregator's memory across restarts: where each job began in the
+processed log, and whether it ended. One small JSON file per job, replaced
+atomically; the output it describes lives on the same disk."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+
+
+@dataclass(frozen=True)
+class JobEntry:
+    job_id: str
+    partition: int
+    offset: int  # of the job's JobStart
+    status: str
+
+
+class Journal:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, job_id: str) -> Path:
+        return self.directory / f"{job_id}.json"
+
+    def get(self, job_id: str) -> Optional[JobEntry]:
+        try:
+            return JobEntry(**json.loads(self._path(job_id).read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def put(self, entry: JobEntry) -> None:
+        path = self._path(entry.job_id)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(asdict(entry), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def running(self) -> Iterator[JobEntry]:
+        for path in sorted(self.directory.glob("*.json")):
+            entry = self.get(path.stem)
+            if entry is not None and entry.status == RUNNING:
+                yield entry

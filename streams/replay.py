@@ -1,0 +1,36 @@
+"""Read one partition of a topic from an offset to its current end, outside
+any consumer group: how a restarted aggregator recovers a job's records."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from confluent_kafka import Consumer, TopicPartition
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import BrokerError
+
+
+def read_partition(settings: Settings, topic: str, partition: int, start: int) -> Iterator[tuple[int, bytes]]:
+    consumer = Consumer(settings.client_config(**{
+        "group.id": f"{settings.topic('replay')}", "enable.auto.commit": False,
+        "enable.partition.eof": True, **kafka._RDKAFKA}))
+    try:
+        _low, end = consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                   timeout=settings.connect_timeout_s)
+        if start >= end:
+            return
+        consumer.assign([TopicPartition(topic, partition, start)])
+        while True:
+            msg = consumer.poll(settings.connect_timeout_s)
+            if msg is None:
+                raise BrokerError(f"replay of {topic}[{partition}] from {start} stalled")
+            if msg.error():
+                if msg.error().code() == msg.error()._PARTITION_EOF:
+                    return
+                raise BrokerError(f"replay of {topic}[{partition}]: {msg.error().str()}")
+            yield msg.offset(), msg.value()
+            if msg.offset() + 1 >= end:
+                return
+    finally:
+        consumer.close()
