@@ -27,8 +27,25 @@ def background(width: int, height: int) -> np.ndarray:
                       ((x // 16 + y // 16) % 2) * 90 + 60]).astype(np.uint8)
 
 
+STAMP_BITS, STAMP_CELL = 12, 8
+
+
+def stamp_index(image: np.ndarray, index: int) -> None:
+    """Write `index` as a row of black/white cells along the bottom-left edge,
+    so that a test can tell every output frame's source frame."""
+    for bit in range(STAMP_BITS):
+        x = bit * STAMP_CELL
+        image[-STAMP_CELL:, x:x + STAMP_CELL] = 255 if index >> bit & 1 else 0
+
+
+def read_stamp(image: np.ndarray) -> int:
+    cells = [image[-STAMP_CELL + 2:-2, bit * STAMP_CELL + 2:(bit + 1) * STAMP_CELL - 2].mean()
+             for bit in range(STAMP_BITS)]
+    return sum(1 << bit for bit, level in enumerate(cells) if level > 127)
+
+
 def write_sample(path: str, seconds: float = 4.0, width: int = 640, height: int = 480,
-                 fps: int = 25, tone_hz: float = 440.0, audio: bool = True) -> None:
+                 fps: int = 25, tone_hz: float = 440.0, audio: bool = True, stamp: bool = False) -> None:
     face = astronaut_face(height // 2)
     base = background(width, height)
     n = int(round(seconds * fps))
@@ -42,6 +59,8 @@ def write_sample(path: str, seconds: float = 4.0, width: int = 640, height: int 
             image = base.copy()
             left = int((width - face.shape[1]) * i / max(n - 1, 1))
             image[top:top + face.shape[0], left:left + face.shape[1]] = face
+            if stamp:
+                stamp_index(image, i)
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             out.mux(video.encode(frame))

@@ -64,7 +64,7 @@ class Aggregator:
     def recover(self, job_id: str) -> list:
         """Re-read an unfinished job from its start (after a restart)."""
         entry = self.to_recover.pop(job_id)
-        log.info("recovering job %s from %d@%d", job_id, entry.partition, entry.offset)
+        log.warning("recovering job %s from %d@%d", job_id, entry.partition, entry.offset)
         self.jobs.pop(job_id, None)
         events: list = []
         for offset, value in self.replay(entry.partition, entry.offset):

@@ -1,0 +1,54 @@
+import itertools
+from pathlib import Path
+
+import pytest
+
+from dvp.config import Settings
+from dvp.sample import write_sample
+from infra import tansu
+from tests.helpers import Services
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """Real face, real audio; every frame carries its index in a corner stamp."""
+    d = tmp_path_factory.mktemp("clips")
+    paths = {"face": d / "face.mp4", "long": d / "long.mp4"}
+    write_sample(str(paths["face"]), seconds=3, width=480, height=360, stamp=True)
+    write_sample(str(paths["long"]), seconds=8, width=480, height=360, stamp=True)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """One embedded broker for the session; each test gets its own topics."""
+    port = tansu.free_port()
+    proc = tansu.start(port, tmp_path_factory.mktemp("broker") / "broker.log")
+    yield f"127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def settings(broker, tmp_path) -> Settings:
+    return Settings.load(environ={}).replace(
+        bootstrap_servers=broker, topic_prefix=f"t{next(_prefixes)}.", home=tmp_path / "home",
+        frames_partitions=8, processed_partitions=4, connect_timeout_s=10.0)
+
+
+@pytest.fixture
+def services(settings, tmp_path, request):
+    s = Services(settings, tmp_path / "logs")
+    yield s
+    s.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(s.log_text())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

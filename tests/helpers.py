@@ -1,0 +1,125 @@
+"""Test helpers: real processes, real topics, real video files."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+from dvp.config import Settings
+
+
+@dataclass
+class Video:
+    frames: list  # BGR arrays
+    fps: float
+    duration: float  # of the video stream, seconds
+    audio_duration: float | None
+    audio_codec: str | None
+
+
+def read_video(path) -> Video:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        a = c.streams.audio[0] if c.streams.audio else None
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(v)]
+        fps = float(v.average_rate)
+        duration = float(v.duration * v.time_base) if v.duration else len(frames) / fps
+        audio = float(a.duration * a.time_base) if a is not None and a.duration else None
+        return Video(frames, fps, duration, audio, a.codec_context.name if a is not None else None)
+
+
+def dvp(*args, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run the real CLI in a child process."""
+    return subprocess.run([sys.executable, "-m", "dvp", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+class Services:
+    """Workers and aggregators started as real processes for one test."""
+
+    def __init__(self, settings: Settings, logs: Path):
+        self.settings = settings
+        self.logs = logs
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *args: str) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{args[0]}-{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "dvp", *args], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                env={**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"})
+        self.procs.append(proc)
+        return proc
+
+    def worker(self) -> subprocess.Popen:
+        return self.start("worker")
+
+    def aggregator(self) -> subprocess.Popen:
+        return self.start("aggregator")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def log_text(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                         for p in sorted(self.logs.glob("*.log")))
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 10) -> list:
+    """Every record of a topic as it stands now: [(partition, offset, headers, value)]."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "test-reader",
+                         "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        ends = {}
+        for p in md.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        records, deadline = [], time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            records.append((msg.partition(), msg.offset(), msg.headers(), msg.value()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                del ends[msg.partition()]
+        return records
+    finally:
+        consumer.close()
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)

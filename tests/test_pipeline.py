@@ -1,0 +1,145 @@
+"""The main job end to end, on a real broker with real worker and aggregator processes."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from dvp.faces import FaceDetector
+from dvp.filters.regions import padded_box
+from dvp.messages import ASSEMBLY, METRICS, ProcessedFrame
+from dvp.sample import read_stamp
+from producers.publish import publish
+from producers.watch import JobWatcher
+from tests.helpers import dvp, mean_abs_diff, psnr, read_topic, read_video, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def run_job(settings, clip, tmp_path, **kwargs):
+    watcher = JobWatcher(settings)
+    try:
+        out = tmp_path / "out.mp4"
+        published = publish(settings, str(clip), kwargs.pop("filter_spec", "blur"), output=str(out),
+                            progress=False)
+        return published, watcher.wait(published.start.job_id, published.frames, progress=False,
+                                       timeout=120, **kwargs)
+    finally:
+        watcher.close()
+
+
+def assert_every_frame_once_in_order(video, n):
+    assert len(video.frames) == n
+    assert [read_stamp(f) for f in video.frames] == list(range(n))
+
+
+def test_dvp_run_filters_faces_and_keeps_everything_else(clips, tmp_path):
+    out = tmp_path / "blurred.mp4"
+    result = dvp("run", str(clips["face"]), "-o", str(out), "--workers", "2", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "frames    75" in result.stdout and str(out) in result.stdout
+
+    src, dst = read_video(clips["face"]), read_video(out)
+    assert abs(len(dst.frames) - len(src.frames)) <= 1
+    assert dst.fps == pytest.approx(src.fps)
+    assert abs(dst.duration - src.duration) <= 1 / src.fps
+    assert dst.audio_codec == "aac"
+    assert dst.audio_duration == pytest.approx(src.audio_duration, abs=0.1)
+
+    detector = FaceDetector()
+    with_faces = 0
+    for i, (before, after) in enumerate(zip(src.frames, dst.frames)):
+        faces = detector.detect(before)
+        mask = np.ones(before.shape[:2], bool)
+        for face in faces:
+            x0, y0, x1, y1 = padded_box(face, 0.0, before.shape)
+            assert mean_abs_diff(before[y0:y1, x0:x1], after[y0:y1, x0:x1]) > 8, f"face not filtered in frame {i}"
+            x0, y0, x1, y1 = padded_box(face, 0.6, before.shape)
+            mask[y0:y1, x0:x1] = False
+        with_faces += bool(faces)
+        # JPEG on the wire and H.264 out both lose a little: 30 dB is "nearly unchanged".
+        assert psnr(before[mask], after[mask]) > 30, f"frame {i} changed away from faces"
+    assert with_faces >= len(src.frames) * 0.9
+
+
+def test_two_workers_share_one_job(settings, services, clips, tmp_path):
+    services.worker()
+    services.worker()
+    services.aggregator()
+    published, done = run_job(settings, clips["face"], tmp_path)
+    assert done.frames == published.frames == 75
+    frames = [ASSEMBLY.decode(v) for _, _, _, v in read_topic(settings, settings.topic("processed"))]
+    by_worker = {}
+    for f in frames:
+        if isinstance(f, ProcessedFrame):
+            by_worker[f.worker_id] = by_worker.get(f.worker_id, 0) + 1
+    assert len(by_worker) == 2, by_worker
+    assert all(n >= 5 for n in by_worker.values()), by_worker
+    metrics = [METRICS.decode(v) for _, _, _, v in read_topic(settings, settings.topic("metrics"))]
+    assert {m.worker_id for m in metrics} == set(by_worker)
+    assert all(m.timings.detect_ms > 0 and m.pid > 0 and m.host for m in metrics)
+    assert_every_frame_once_in_order(read_video(done.output), 75)
+
+
+def test_worker_killed_mid_job_loses_no_frame(settings, services, clips, tmp_path):
+    victim = services.worker()
+    services.worker()
+    services.aggregator()
+
+    def kill_when_busy():
+        processed = [v for _, _, _, v in read_topic(settings, settings.topic("metrics"), timeout=2)]
+        if any(METRICS.decode(v).pid == victim.pid for v in processed):
+            os.kill(victim.pid, signal.SIGKILL)
+            return True
+        return False
+
+    watcher = JobWatcher(settings)
+    try:
+        published = publish(settings, str(clips["long"]), "pixelate", output=str(tmp_path / "out.mp4"),
+                            progress=False)
+        wait_for(kill_when_busy, 60, "the first worker to process a frame")
+        done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120)
+    finally:
+        watcher.close()
+    assert victim.wait() == -signal.SIGKILL
+    assert_every_frame_once_in_order(read_video(done.output), published.frames)
+
+
+def test_aggregator_killed_mid_job_completes_after_restart(settings, services, clips, tmp_path):
+    services.worker()
+    services.worker()
+    first = services.aggregator()
+    out = tmp_path / "out.mp4"
+    watcher = JobWatcher(settings)
+    try:
+        published = publish(settings, str(clips["long"]), "blackout", output=str(out), progress=False)
+        work = settings.home / "aggregator"
+        wait_for(lambda: any(work.glob("*.video.mp4")), 60, "the aggregator to start writing")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        assert not out.exists()
+        services.aggregator()
+        done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120)
+    finally:
+        watcher.close()
+    assert "recovering job" in services.log_text()
+    video = read_video(done.output)
+    assert_every_frame_once_in_order(video, published.frames)
+    assert video.audio_duration == pytest.approx(read_video(clips["long"]).audio_duration, abs=0.1)
+
+
+def test_malformed_records_are_set_aside_and_the_pipeline_goes_on(settings, services, clips, tmp_path):
+    from dvp.kafka import ReliableProducer, ensure_topics
+    ensure_topics(settings)
+    producer = ReliableProducer(settings)
+    producer.send(settings.topic("frames"), b"not avro at all", key=b"k", partition=0)
+    producer.send(settings.topic("processed"), b"DVP\x01\xff\xfe", key=b"k")
+    producer.flush(10)
+    services.worker()
+    services.aggregator()
+    published, done = run_job(settings, clips["face"], tmp_path)
+    assert done.frames == published.frames
+    dead = read_topic(settings, settings.topic("deadletter"))
+    sources = sorted(dict(h)["dvp.topic"].decode() for _, _, h, _ in dead)
+    assert sources == sorted([settings.topic("frames"), settings.topic("processed")])
+    assert {v for _, _, _, v in dead} == {b"not avro at all", b"DVP\x01\xff\xfe"}
