@@ -34,7 +34,7 @@ def apply(image, faces, params):
     for face in faces:
         right, left, eye, right_temple, left_temple = _eyes(face)
         angle = math.degrees(math.atan2(left[1] - right[1], left[0] - right[0]))
-        axes = (max(int(eye * 0.8 * params["size"]), 2), max(int(eye * 0.6 * params["size"]), 2))
+        axes = (max(int(eye * 1.0 * params["size"]), 2), max(int(eye * 0.75 * params["size"]), 2))
         thickness = max(int(eye * 0.12), 1)
         for centre in (right, left):
             cv2.ellipse(overlay, tuple(int(v) for v in centre), axes, angle, 0, 360, (20, 20, 20), -1)
