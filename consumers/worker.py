@@ -111,9 +111,10 @@ class Worker:
             return
         try:
             result, metrics = self._process(frame, partition)
-        except DvpError as exc:
-            self._dead_letter(msg, str(exc), lambda *_: None)
-            self._send_processed(FrameFailed(frame.job_id, frame.index, self.id, str(exc)), delivered)
+        except Exception as exc:  # a frame that breaks a stage must not break the loop
+            reason = str(exc) if isinstance(exc, DvpError) else f"{type(exc).__name__}: {exc}"
+            self._dead_letter(msg, reason, lambda *_: None)
+            self._send_processed(FrameFailed(frame.job_id, frame.index, self.id, reason), delivered)
             return
         try:
             self._send_processed(result, delivered)

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from dvp.errors import MalformedRecord
+from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import ASSEMBLY, JobFailed, JobProgress, JobStart, ProcessedFrame
 from streams.assembler import EncodeOptions, JobAssembler, Outcome
 from streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
@@ -67,25 +67,32 @@ class Aggregator:
         log.warning("recovering job %s from %d@%d", job_id, entry.partition, entry.offset)
         self.jobs.pop(job_id, None)
         events: list = []
-        for offset, value in self.replay(entry.partition, entry.offset):
+        try:
+            for record in self._records_of(job_id, entry):
+                if isinstance(record, JobStart):
+                    if job_id not in self.jobs:
+                        self._open(record, entry.partition, entry.offset)
+                elif job_id in self.jobs:
+                    events += self._add(self.jobs[job_id], record)
+                    if job_id not in self.jobs:
+                        break  # finished
+        except DvpError as exc:
+            job = self.jobs.pop(job_id, None)
+            if job is not None:
+                job.discard()
+            return events + [self._end_entry(entry, JobFailed(job_id, f"cannot recover: {exc}"))]
+        if job_id not in self.jobs and self.journal.get(job_id).status == RUNNING:
+            events.append(self._end_entry(entry, JobFailed(job_id, "job start lost from the log")))
+        return events
+
+    def _records_of(self, job_id: str, entry: JobEntry) -> Iterator:
+        for _offset, value in self.replay(entry.partition, entry.offset):
             try:
                 record = ASSEMBLY.decode(value)
             except MalformedRecord:
                 continue
-            if record.job_id != job_id:
-                continue
-            if isinstance(record, JobStart):
-                if job_id not in self.jobs:
-                    self._open(record, entry.partition, entry.offset)
-                continue
-            job = self.jobs.get(job_id)
-            if job is not None:
-                events += self._add(job, record)
-                if job.outcome is not None:
-                    break
-        if job_id not in self.jobs and self.journal.get(job_id).status == RUNNING:
-            events.append(self._end_entry(entry, JobFailed(job_id, "job start lost from the log")))
-        return events
+            if record.job_id == job_id:
+                yield record
 
     def recover_all(self) -> list:
         events: list = []
@@ -101,8 +108,9 @@ class Aggregator:
         before = job.written
         try:
             outcome = job.add(record)
-        except (ValueError, OSError) as exc:
-            outcome = job.fail(str(exc))
+        except Exception as exc:  # one broken job must not stop the others
+            log.exception("job %s failed", job.start.job_id)
+            outcome = job.fail(f"{type(exc).__name__}: {exc}")
         if outcome is not None:
             return [self._finish(job, outcome)]
         if isinstance(record, ProcessedFrame) and job.written // PROGRESS_EVERY > before // PROGRESS_EVERY:

@@ -57,6 +57,7 @@ def mux_output(video: Path, audio: Optional[Path], output: Path) -> float:
             try:
                 if ain is not None and ain.streams.audio:
                     streams.append(_audio_packets(ain, out))
+                out.start_encoding()  # open the AAC encoder before the header is written
                 for packet in heapq.merge(*streams, key=_when):
                     out.mux(packet)
             finally:
@@ -85,12 +86,13 @@ def _audio_packets(ain, out) -> Iterator:
     src = ain.streams.audio[0]
     if src.codec_context.name in MP4_AUDIO:
         return _remux(ain.demux(src), out.add_stream_from_template(src))
-    return _transcode_aac(ain, src, out.add_stream("aac", rate=src.rate or 48000,
-                                                   layout=src.layout.name if src.layout else "stereo"))
+    # By channel count: files without a channel map say "1 channels", which AAC refuses.
+    channels = src.layout.nb_channels if src.layout else 2
+    layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")
+    return _transcode_aac(ain, src, out.add_stream("aac", rate=src.rate or 48000, layout=layout))
 
 
 def _transcode_aac(ain, src, dst) -> Iterator:
     for frame in ain.decode(src):
-        frame.pts = None  # let the encoder count samples
         yield from dst.encode(frame)
     yield from dst.encode()

@@ -1,6 +1,10 @@
 """The main job end to end, on a real broker with real worker and aggregator processes."""
 import os
 import signal
+import subprocess
+from fractions import Fraction
+
+import av
 
 import numpy as np
 import pytest
@@ -33,11 +37,20 @@ def assert_every_frame_once_in_order(video, n):
     assert [read_stamp(f) for f in video.frames] == list(range(n))
 
 
+def our_processes() -> set[int]:
+    """Brokers and dvp services running on this machine now."""
+    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in ps.splitlines()
+            if "tansu" in line or "-m dvp worker" in line or "-m dvp aggregator" in line}
+
+
 def test_dvp_run_filters_faces_and_keeps_everything_else(clips, tmp_path):
     out = tmp_path / "blurred.mp4"
+    before = our_processes()
     result = dvp("run", str(clips["face"]), "-o", str(out), "--workers", "2", "-q")
     assert result.returncode == 0, result.stderr
     assert "frames    75" in result.stdout and str(out) in result.stdout
+    assert our_processes() <= before, "dvp run left processes behind"
 
     src, dst = read_video(clips["face"]), read_video(out)
     assert abs(len(dst.frames) - len(src.frames)) <= 1
@@ -143,3 +156,48 @@ def test_malformed_records_are_set_aside_and_the_pipeline_goes_on(settings, serv
     sources = sorted(dict(h)["dvp.topic"].decode() for _, _, h, _ in dead)
     assert sources == sorted([settings.topic("frames"), settings.topic("processed")])
     assert {v for _, _, _, v in dead} == {b"not avro at all", b"DVP\x01\xff\xfe"}
+
+
+def test_worker_stopped_with_sigterm_finishes_its_frames_and_leaves(settings, services, clips, tmp_path):
+    first = services.worker()
+    services.aggregator()
+    watcher = JobWatcher(settings)
+    try:
+        published = publish(settings, str(clips["long"]), "blur", output=str(tmp_path / "out.mp4"),
+                            progress=False)
+        wait_for(lambda: len(read_topic(settings, settings.topic("metrics"), timeout=2)) >= 10, 60,
+                 "the worker to process frames")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        services.worker()
+        done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120)
+    finally:
+        watcher.close()
+    assert_every_frame_once_in_order(read_video(done.output), published.frames)
+
+
+def test_audio_that_mp4_cannot_carry_is_reencoded_to_aac(clips, tmp_path):
+    source = tmp_path / "pcm.mkv"
+    frames = read_video(clips["face"]).frames[:30]
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 480, 360, "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=16000, layout="mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        tone = (np.sin(np.arange(19200) / 16000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+        for start in range(0, len(tone), 1600):
+            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1600], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 16000, start
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode())
+    out = tmp_path / "out.mp4"
+    result = dvp("run", str(source), "-o", str(out), "-q", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    video = read_video(out)
+    assert len(video.frames) == 30
+    assert video.audio_codec == "aac"
+    assert video.audio_duration == pytest.approx(1.2, abs=0.1)

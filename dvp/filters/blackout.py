@@ -1,5 +1,5 @@
 """Solid box over each face."""
-from dvp.filters.regions import padded_box
+from dvp.filters.regions import face_regions
 
 NAME = "blackout"
 PARAMS = {
@@ -9,7 +9,6 @@ PARAMS = {
 
 
 def apply(image, faces, params):
-    for face in faces:
-        x0, y0, x1, y1 = padded_box(face, params["padding"], image.shape)
+    for x0, y0, x1, y1 in face_regions(image, faces, params["padding"]):
         image[y0:y1, x0:x1] = params["gray"]
     return image

@@ -1,7 +1,7 @@
 """Gaussian blur over each face box."""
 import cv2
 
-from dvp.filters.regions import padded_box
+from dvp.filters.regions import face_regions
 
 NAME = "blur"
 PARAMS = {
@@ -11,10 +11,7 @@ PARAMS = {
 
 
 def apply(image, faces, params):
-    for face in faces:
-        x0, y0, x1, y1 = padded_box(face, params["padding"], image.shape)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            continue
+    for x0, y0, x1, y1 in face_regions(image, faces, params["padding"]):
         kernel = int(params["strength"] * max(x1 - x0, y1 - y0)) | 1  # odd, as OpenCV needs
         image[y0:y1, x0:x1] = cv2.GaussianBlur(image[y0:y1, x0:x1], (kernel, kernel), 0)
     return image
