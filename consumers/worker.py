@@ -79,7 +79,7 @@ class Worker:
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(settings.session_timeout_ms // 6, 500),
             "client.id": self.id,
-            **kafka._RDKAFKA}))
+            **kafka.RDKAFKA_LOGS}))
         try:
             self.consumer.subscribe([self.frames_topic], on_revoke=self._on_revoke)
             log.info("worker %s consuming %s", self.id, self.frames_topic)

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", parents=[common], help="stop what `dvp up` started")
     sub.add_parser("status", parents=[common], help="say what `dvp up` runs")
     sub.add_parser("topics", parents=[common], help="create the pipeline's topics on the cluster")
+    p = sub.add_parser("kafka", parents=[common], help="Apache Kafka on this machine (KRaft, no Docker)")
+    p.add_argument("action", choices=["up", "down"])
+    p.add_argument("--brokers", type=int, default=1, help="cluster size (default 1)")
     sub.add_parser("filters", help="list the filters and their parameters")
     sub.add_parser("config", parents=[common], help="list every setting with its variable and value")
 
@@ -125,6 +128,17 @@ def _dispatch(args) -> int:
             print(f"{s.name:<12} pid {s.pid:<8} {state:<8} log {s.log}")
         if not services:
             print("nothing runs")
+    elif args.command == "kafka":
+        from infra import kafka as apache
+        home = settings.home / "kafka"
+        if args.action == "up":
+            cluster = apache.up(home, _positive(args.brokers, "--brokers"))
+            print(f"bootstrap servers: {cluster.bootstrap}")
+            print(f"use it: export DVP_BOOTSTRAP_SERVERS={cluster.bootstrap}"
+                  + (f" DVP_REPLICATION_FACTOR={min(args.brokers, 3)}" if args.brokers > 1 else ""))
+        else:
+            for s in apache.down(home):
+                print(f"{s.name:<12} pid {s.pid:<8} stopped")
     elif args.command == "topics":
         from dvp import kafka
         kafka.ensure_topics(settings)
@@ -157,12 +171,10 @@ def _publish(settings: Settings, args) -> int:
     from dvp.messages import valid_job_id
     from producers.publish import publish
     from producers.watch import JobWatcher
-    from dvp import kafka
     if args.job_id is not None and not valid_job_id(args.job_id):
         raise DvpError(f"job id {args.job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     watcher = None
     if args.wait:
-        kafka.ensure_topics(settings)
         watcher = JobWatcher(settings)
     try:
         published = publish(settings, args.input, args.filter, job_id=args.job_id, output=args.output,

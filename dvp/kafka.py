@@ -5,7 +5,7 @@ import logging
 import time
 from typing import Callable, Optional
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dvp.config import Settings
@@ -13,13 +13,13 @@ from dvp.errors import BrokerError
 
 log = logging.getLogger("dvp.kafka")
 # librdkafka's own log lines go through Python logging (quiet unless -v).
-_RDKAFKA = {"logger": logging.getLogger("dvp.rdkafka")}
+RDKAFKA_LOGS = {"logger": logging.getLogger("dvp.rdkafka")}
 
 TOPICS = ("frames", "processed", "jobs", "metrics", "deadletter")
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(settings.client_config(**_RDKAFKA))
+    return AdminClient(settings.client_config(**RDKAFKA_LOGS))
 
 
 def wait_reachable(settings: Settings, timeout: Optional[float] = None) -> AdminClient:
@@ -50,7 +50,10 @@ def ensure_topics(settings: Settings) -> None:
     client = wait_reachable(settings)
     wanted = topic_partitions(settings)
     existing = client.list_topics(timeout=settings.connect_timeout_s).topics
-    missing = [NewTopic(name, parts, settings.replication_factor)
+    rf = settings.replication_factor
+    # Acknowledged writes survive the loss of one replica.
+    config = {"min.insync.replicas": str(rf - 1)} if rf >= 3 else {}
+    missing = [NewTopic(name, parts, rf, config=config)
                for name, parts in wanted.items() if name not in existing]
     for name, future in (client.create_topics(missing).items() if missing else ()):
         try:
@@ -59,9 +62,10 @@ def ensure_topics(settings: Settings) -> None:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from None
     deadline = time.monotonic() + settings.connect_timeout_s
-    while True:  # creation is asynchronous on real clusters: wait for the metadata
+    while True:  # creation is asynchronous on real clusters: wait for every leader
         topics = client.list_topics(timeout=settings.connect_timeout_s).topics
-        if all(name in topics and len(topics[name].partitions) > 0 for name in wanted):
+        if all(name in topics and topics[name].partitions
+               and all(p.leader >= 0 for p in topics[name].partitions.values()) for name in wanted):
             return
         if time.monotonic() > deadline:
             raise BrokerError(f"topics {sorted(wanted)} did not appear on {settings.bootstrap}")
@@ -73,6 +77,19 @@ def partition_count(settings: Settings, topic: str) -> int:
     if topic not in md.topics or md.topics[topic].error is not None:
         raise BrokerError(f"topic {topic} does not exist on {settings.bootstrap}; run `dvp topics`")
     return len(md.topics[topic].partitions)
+
+
+def watermarks(consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+    """(low, high) offsets of a partition, retried while its leader settles."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION \
+                    or time.monotonic() > deadline:
+                raise BrokerError(f"cannot read the offsets of {topic}[{partition}]: {exc.args[0].str()}") from None
+            time.sleep(0.2)
 
 
 Delivered = Callable[[Optional[KafkaError], object], None]
@@ -87,7 +104,7 @@ class ReliableProducer:
         conf = settings.client_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             # Java-compatible key hashing: every client puts a job on the same partition.
-            "partitioner": "murmur2_random", **_RDKAFKA, **extra})
+            "partitioner": "murmur2_random", **RDKAFKA_LOGS, **extra})
         self._producer = Producer(conf)
         self.max_bytes = int(conf.get("message.max.bytes", 1_000_000))
         self.errors: list[str] = []

@@ -19,14 +19,14 @@ class JobWatcher:
     def __init__(self, settings: Settings):
         self.settings = settings
         topic = settings.topic("jobs")
+        kafka.ensure_topics(settings)
         parts = kafka.partition_count(settings, topic)
         self._consumer = Consumer(settings.client_config(**{
-            "group.id": "dvp-watch", "enable.auto.commit": False, **kafka._RDKAFKA}))
+            "group.id": "dvp-watch", "enable.auto.commit": False, **kafka.RDKAFKA_LOGS}))
         self._consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(parts)])
         # Resolve OFFSET_END to real positions now, not at the first poll.
         for p in range(parts):
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=settings.connect_timeout_s)
+            _low, high = kafka.watermarks(self._consumer, topic, p, settings.connect_timeout_s)
             self._consumer.seek(TopicPartition(topic, p, high))
 
     def wait(self, job_id: str, total: Optional[int], progress: bool = True,

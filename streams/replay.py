@@ -14,10 +14,9 @@ from dvp.errors import BrokerError
 def read_partition(settings: Settings, topic: str, partition: int, start: int) -> Iterator[tuple[int, bytes]]:
     consumer = Consumer(settings.client_config(**{
         "group.id": f"{settings.topic('replay')}", "enable.auto.commit": False,
-        "enable.partition.eof": True, **kafka._RDKAFKA}))
+        "enable.partition.eof": True, **kafka.RDKAFKA_LOGS}))
     try:
-        _low, end = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                   timeout=settings.connect_timeout_s)
+        _low, end = kafka.watermarks(consumer, topic, partition, settings.connect_timeout_s)
         if start >= end:
             return
         consumer.assign([TopicPartition(topic, partition, start)])

@@ -6,6 +6,7 @@ import pytest
 from dvp.config import Settings
 from dvp.sample import write_sample
 from infra import tansu
+from infra.kafka import KafkaCluster
 from tests.helpers import Services
 
 _prefixes = itertools.count()
@@ -21,14 +22,33 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+def pytest_addoption(parser):
+    parser.addoption("--broker", choices=["tansu", "kafka", "all"], default="all",
+                     help="which broker the integration tests run on: the embedded Tansu, "
+                          "Apache Kafka (one KRaft node), or each in turn (default)")
+
+
+def pytest_generate_tests(metafunc):
+    if "broker_kind" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--broker")
+        metafunc.parametrize("broker_kind", ["tansu", "kafka"] if chosen == "all" else [chosen],
+                             scope="session")
+
+
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory):
-    """One embedded broker for the session; each test gets its own topics."""
-    port = tansu.free_port()
-    proc = tansu.start(port, tmp_path_factory.mktemp("broker") / "broker.log")
-    yield f"127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
+def broker(broker_kind, tmp_path_factory):
+    """One broker of the kind under test for the session; each test gets its own topics."""
+    logs = tmp_path_factory.mktemp(broker_kind)
+    if broker_kind == "tansu":
+        port = tansu.free_port()
+        proc = tansu.start(port, logs / "broker.log")
+        yield f"127.0.0.1:{port}"
+        proc.kill()
+        proc.wait()
+    else:
+        cluster = KafkaCluster(logs, brokers=1).start()
+        yield cluster.bootstrap
+        cluster.stop()
 
 
 @pytest.fixture
