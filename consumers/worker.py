@@ -27,6 +27,7 @@ from dvp.messages import (ASSEMBLY, FRAMES, METRICS, FaceBox, Frame, FrameFailed
 from consumers.offsets import OffsetTracker
 
 log = logging.getLogger("dvp.worker")
+TRANSACTION_FRAMES = 16  # frames per transaction in exactly-once mode
 
 
 def now_us() -> int:
@@ -67,53 +68,95 @@ class Worker:
 
     def run(self) -> None:
         settings = self.settings
+        exactly_once = settings.guarantee == "exactly-once"
         kafka.ensure_topics(settings)
-        self.producer = kafka.ReliableProducer(settings)
+        # A dead worker's open transaction blocks its partitions until it times out:
+        # keep that short (a transaction is one batch of frames, well under a second).
+        self.producer = kafka.ReliableProducer(
+            settings, **({"transactional_id": f"{settings.topic('worker')}-{self.id}",
+                          "transaction.timeout.ms": 10000} if exactly_once else {}))
         self.tracker = OffsetTracker()
         self.detector = FaceDetector()
         self.consumer = Consumer(settings.client_config(**{
             "group.id": settings.topic("workers"),
-            "enable.auto.offset.store": False,  # we store offsets after delivery
-            "enable.auto.commit": True,
+            # At-least-once: offsets stored after delivery, committed in the background.
+            # Exactly-once: offsets committed inside each transaction, nowhere else.
+            "enable.auto.offset.store": False,
+            "enable.auto.commit": not exactly_once,
+            "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(settings.session_timeout_ms // 6, 500),
             "client.id": self.id,
             **kafka.RDKAFKA_LOGS}))
         try:
-            self.consumer.subscribe([self.frames_topic], on_revoke=self._on_revoke)
-            log.info("worker %s consuming %s", self.id, self.frames_topic)
+            if exactly_once:
+                self.consumer.subscribe([self.frames_topic])
+            else:
+                self.consumer.subscribe([self.frames_topic], on_revoke=self._on_revoke)
+            log.info("worker %s consuming %s (%s)", self.id, self.frames_topic, settings.guarantee)
             while not self.stopping:
-                msg = self.consumer.poll(0.2)
-                if msg is not None:
-                    if msg.error():
-                        log.warning("consumer error: %s", msg.error())
-                    else:
-                        self._handle(msg)
-                self.producer.poll(0)
-                self._store_offsets()
+                if exactly_once:
+                    self._transaction(self.consumer.consume(TRANSACTION_FRAMES, 0.2))
+                else:
+                    self._at_least_once(self.consumer.poll(0.2))
         finally:
-            self._drain()
+            if not exactly_once:
+                self._drain()
             self.consumer.close()  # commits what was stored, leaves the group at once
             self.detector.close()
             log.info("worker %s stopped after %d frames (%d dead letters)",
                      self.id, self.processed, self.dead_letters)
 
+    def _at_least_once(self, msg) -> None:
+        if msg is not None:
+            if msg.error():
+                log.warning("consumer error: %s", msg.error())
+            else:
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                self.tracker.started(topic, partition, offset)
+                self._handle(msg, functools.partial(self._delivered, topic, partition, offset))
+        self.producer.poll(0)
+        self._store_offsets()
+
+    def _transaction(self, msgs: list) -> None:
+        """Process a batch and commit its outputs and its offsets as one transaction."""
+        msgs = [m for m in msgs if not m.error()]
+        if not msgs:
+            return
+        first: dict[tuple[str, int], int] = {}
+        upto: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            first.setdefault((m.topic(), m.partition()), m.offset())
+            upto[(m.topic(), m.partition())] = m.offset() + 1
+        try:
+            self.producer.begin()
+            for msg in msgs:
+                self._handle(msg, None)
+            self.producer.commit([TopicPartition(t, p, o) for (t, p), o in upto.items()],
+                                 self.consumer.consumer_group_metadata())
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.txn_requires_abort():
+                raise  # fenced or fatal: restart, the group hands the frames to others
+            log.warning("transaction aborted (%s); the batch is consumed again", err.str())
+            self.producer.abort()
+            for (t, p), offset in first.items():
+                self.consumer.seek(TopicPartition(t, p, offset))
+
     # -- one record -----------------------------------------------------------------------
-    def _handle(self, msg) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        self.tracker.started(topic, partition, offset)
-        delivered = functools.partial(self._delivered, topic, partition, offset)
+    def _handle(self, msg, delivered) -> None:
+        """Process one record; `delivered` (at-least-once) hears when its output is stored."""
         try:
             frame = FRAMES.decode(msg.value())
         except MalformedRecord as exc:
             self._dead_letter(msg, str(exc), delivered)
             return
         try:
-            result, metrics = self._process(frame, partition)
+            result, metrics = self._process(frame, msg.partition())
         except Exception as exc:  # a frame that breaks a stage must not break the loop
             reason = str(exc) if isinstance(exc, DvpError) else f"{type(exc).__name__}: {exc}"
-            self._dead_letter(msg, reason, lambda *_: None)
+            self._dead_letter(msg, reason, None)
             self._send_processed(FrameFailed(frame.job_id, frame.index, self.id, reason), delivered)
             return
         try:

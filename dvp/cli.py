@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from dvp import __version__
-from dvp.config import Settings, describe
+from dvp.config import GUARANTEES, Settings, describe
 from dvp.errors import DvpError
 
 
@@ -24,6 +24,12 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _guarantee(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guarantee", choices=GUARANTEES,
+                        help="exactly-once: each frame's outputs and offset commit in one "
+                             "transaction (Apache Kafka); default at-least-once (env DVP_GUARANTEE)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(prog="dvp", description="Distributed video face filters on Kafka.")
@@ -35,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output MP4")
     p.add_argument("--filter", default="blur", help="filter spec, e.g. blur or pixelate:blocks=8")
     p.add_argument("--workers", type=int, default=2, help="worker processes to start (default 2)")
+    _guarantee(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("publish", parents=[common], help="publish a video as a job")
@@ -48,11 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", parents=[common], help="run frame workers (a consumer group)")
     p.add_argument("--processes", type=int, default=1, help="worker processes on this machine")
+    _guarantee(p)
 
     sub.add_parser("aggregator", parents=[common], help="run the Faust aggregator that writes the videos")
 
     p = sub.add_parser("up", parents=[common], help="start broker, workers and aggregator in the background")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    _guarantee(p)
     sub.add_parser("down", parents=[common], help="stop what `dvp up` started")
     sub.add_parser("status", parents=[common], help="say what `dvp up` runs")
     sub.add_parser("topics", parents=[common], help="create the pipeline's topics on the cluster")
@@ -73,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args) -> Settings:
     return Settings.load(bootstrap_servers=getattr(args, "bootstrap_servers", None),
                          kafka_config=tuple(getattr(args, "kafka_config", ()) or ()),
-                         jpeg_quality=getattr(args, "jpeg_quality", None))
+                         jpeg_quality=getattr(args, "jpeg_quality", None),
+                         guarantee=getattr(args, "guarantee", None))
 
 
 def _positive(value: int, what: str) -> int:

@@ -15,6 +15,9 @@ from typing import Optional
 from dvp.errors import DvpError
 
 
+GUARANTEES = ("at-least-once", "exactly-once")
+
+
 def _setting(default, env: str, help: str, flag: Optional[str] = None):
     return field(default=default, metadata={"env": env, "help": help, "flag": flag})
 
@@ -39,6 +42,10 @@ class Settings:
     session_timeout_ms: int = _setting(
         6000, "DVP_SESSION_TIMEOUT_MS",
         "consumer group session timeout: how soon a dead worker's partitions move on")
+    guarantee: str = _setting(
+        "at-least-once", "DVP_GUARANTEE",
+        "workers' delivery guarantee: at-least-once, or exactly-once (transactions; Apache Kafka)",
+        "--guarantee")
     connect_timeout_s: float = _setting(
         15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing")
     home: Path = _setting(Path.home() / ".dvp", "DVP_HOME",
@@ -88,7 +95,10 @@ class Settings:
                 values[f.name] = _convert(f, raw)
             if flags.get(f.name) not in (None, ()):
                 values[f.name] = _convert(f, flags[f.name])
-        return cls(**values)
+        settings = cls(**values)
+        if settings.guarantee not in GUARANTEES:
+            raise DvpError(f"guarantee must be one of {', '.join(GUARANTEES)}, got {settings.guarantee!r}")
+        return settings
 
 
 def _convert(f: dataclasses.Field, raw):

@@ -100,14 +100,36 @@ class ReliableProducer:
     acks=all, a delivery callback for every record, poll(0) after each send,
     back-off when the local queue is full, and delivery errors kept, not lost."""
 
-    def __init__(self, settings: Settings, **extra):
+    def __init__(self, settings: Settings, transactional_id: Optional[str] = None, **extra):
         conf = settings.client_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             # Java-compatible key hashing: every client puts a job on the same partition.
             "partitioner": "murmur2_random", **RDKAFKA_LOGS, **extra})
+        if transactional_id is not None:
+            conf["transactional.id"] = transactional_id
         self._producer = Producer(conf)
         self.max_bytes = int(conf.get("message.max.bytes", 1_000_000))
         self.errors: list[str] = []
+        self.timeout = settings.connect_timeout_s
+        if transactional_id is not None:
+            try:
+                self._producer.init_transactions(self.timeout)
+            except KafkaException as exc:
+                raise BrokerError(f"cannot start transactions on {settings.bootstrap}: "
+                                  f"{exc.args[0].str()}") from None
+
+    # -- transactions (exactly-once mode): KafkaException reaches the caller, which
+    #    aborts or gives up as the error says -------------------------------------------
+    def begin(self) -> None:
+        self._producer.begin_transaction()
+
+    def commit(self, offsets: list, group_metadata) -> None:
+        """Commit the records sent since begin() together with the consumer's offsets."""
+        self._producer.send_offsets_to_transaction(offsets, group_metadata, self.timeout)
+        self._producer.commit_transaction(self.timeout)
+
+    def abort(self) -> None:
+        self._producer.abort_transaction(self.timeout)
 
     def send(self, topic: str, value: bytes, key: Optional[bytes] = None,
              partition: Optional[int] = None, on_delivery: Optional[Delivered] = None,

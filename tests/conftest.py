@@ -1,4 +1,5 @@
 import itertools
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,20 +52,35 @@ def broker(broker_kind, tmp_path_factory):
         cluster.stop()
 
 
+def settings_for(bootstrap: str, home: Path, **changes) -> Settings:
+    """Settings for one test: its own topics and home, small partition counts."""
+    return Settings.load(environ={}).replace(
+        bootstrap_servers=bootstrap, topic_prefix=f"t{next(_prefixes)}.", home=home,
+        frames_partitions=8, processed_partitions=4, connect_timeout_s=10.0, **changes)
+
+
 @pytest.fixture
 def settings(broker, tmp_path) -> Settings:
-    return Settings.load(environ={}).replace(
-        bootstrap_servers=broker, topic_prefix=f"t{next(_prefixes)}.", home=tmp_path / "home",
-        frames_partitions=8, processed_partitions=4, connect_timeout_s=10.0)
+    return settings_for(broker, tmp_path / "home")
+
+
+@contextmanager
+def running_services(settings: Settings, logs: Path, request):
+    """Services of one test, stopped at its end; their logs printed if it failed."""
+    s = Services(settings, logs)
+    try:
+        yield s
+    finally:
+        s.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(s.log_text())
 
 
 @pytest.fixture
 def services(settings, tmp_path, request):
-    s = Services(settings, tmp_path / "logs")
-    yield s
-    s.stop()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(s.log_text())
+    with running_services(settings, tmp_path / "logs", request) as s:
+        yield s
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -72,3 +88,14 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.test_faults import FAULT_REPORT
+    if FAULT_REPORT:
+        terminalreporter.section("fault tests on a 3-broker Apache Kafka cluster")
+        terminalreporter.write_line("| fault | frames lost | duplicate frames | time to recover | min PSNR vs no fault |")
+        terminalreporter.write_line("|---|---|---|---|---|")
+        for r in FAULT_REPORT:
+            terminalreporter.write_line(
+                f"| {r['fault']} | {r['lost']} | {r['duplicates']} | {r['recovery_s']:.1f} s | {r['min_psnr']:.1f} dB |")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from dvp.config import Settings
 
@@ -82,25 +82,24 @@ class Services:
 
 
 def read_topic(settings: Settings, topic: str, timeout: float = 10) -> list:
-    """Every record of a topic as it stands now: [(partition, offset, headers, value)]."""
+    """Every record of a topic as it stands now, as a read_committed reader sees
+    it: [(partition, offset, headers, value)]."""
     consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "test-reader",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, "enable.partition.eof": True})
     try:
         md = consumer.list_topics(topic, timeout=timeout)
-        ends = {}
-        for p in md.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        waiting = set(md.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in waiting])
         records, deadline = [], time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
+        while waiting and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error():
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    waiting.discard(msg.partition())
                 continue
             records.append((msg.partition(), msg.offset(), msg.headers(), msg.value()))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                del ends[msg.partition()]
         return records
     finally:
         consumer.close()

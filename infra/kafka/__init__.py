@@ -89,6 +89,8 @@ class KafkaCluster:
             "transaction.state.log.replication.factor": min(n, 3),
             "transaction.state.log.min.isr": 2 if n >= 3 else 1,
             "group.initial.rebalance.delay.ms": 0,
+            # Abort a dead producer's timed-out transaction within a second of its timeout.
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
             "auto.create.topics.enable": "false",
         }
         path = self.home / f"node-{node.node_id}" / "server.properties"
