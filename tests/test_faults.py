@@ -13,6 +13,7 @@ from infra.kafka import KafkaCluster
 from producers.publish import publish
 from producers.watch import JobWatcher
 from tests.conftest import running_services, settings_for
+from dvp.messages import METRICS
 from tests.helpers import Services, psnr, read_topic, read_video, wait_for
 
 pytestmark = pytest.mark.faults
@@ -56,6 +57,15 @@ def run(settings, services, clip, out, fault=None):
         watcher.close()
 
 
+def longest_stall(settings) -> float:
+    """The longest wait between two frames of one frames partition being processed."""
+    times: dict[int, list[int]] = {}
+    for _, _, _, value in read_topic(settings, settings.topic("metrics")):
+        m = METRICS.decode(value)
+        times.setdefault(m.partition, []).append(m.ts_us)
+    return max((b - a for ts in times.values() for a, b in zip(sorted(ts), sorted(ts)[1:])), default=0) / 1e6
+
+
 @pytest.fixture(scope="module")
 def baseline(cluster, clips, tmp_path_factory):
     home = tmp_path_factory.mktemp("baseline")
@@ -65,16 +75,19 @@ def baseline(cluster, clips, tmp_path_factory):
         _, done, wall = run(settings, services, clips["long"], home / "baseline.mp4")
     finally:
         services.stop()
+    FAULT_REPORT.append({"fault": "none (the reference run)", "lost": 0, "duplicates": 0,
+                         "stall_s": longest_stall(settings), "delay_s": 0.0, "min_psnr": float("inf")})
     return read_video(done.output), wall
 
 
-def compare(name, baseline, output, wall):
+def compare(name, baseline, settings, output, wall):
     expected, base_wall = baseline
     video = read_video(output)
     stamps = [read_stamp(f) for f in video.frames]
     n = len(expected.frames)
-    report = {"fault": name, "frames": len(video.frames), "lost": n - len(set(stamps) & set(range(n))),
-              "duplicates": len(stamps) - len(set(stamps)), "recovery_s": max(wall - base_wall, 0.0),
+    report = {"fault": name, "lost": n - len(set(stamps) & set(range(n))),
+              "duplicates": len(stamps) - len(set(stamps)), "stall_s": longest_stall(settings),
+              "delay_s": wall - base_wall,
               "min_psnr": min(psnr(a, b) for a, b in zip(expected.frames, video.frames))}
     FAULT_REPORT.append(report)
     assert report["lost"] == 0 and report["duplicates"] == 0
@@ -89,7 +102,7 @@ def test_broker_killed_mid_job(cluster, cluster_settings, cluster_services, base
         threading.Timer(5.0, cluster.start_node, args=(1,)).start()
 
     _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_broker)
-    compare("one of 3 brokers SIGKILLed (restarted 5 s later)", baseline, done.output, wall)
+    compare("one of 3 brokers SIGKILLed (restarted 5 s later)", baseline, cluster_settings, done.output, wall)
     wait_for(lambda: 1 in cluster.procs, 30, "the broker's restart")
     cluster.wait_ready()
 
@@ -99,7 +112,7 @@ def test_worker_killed_mid_job(cluster_settings, cluster_services, baseline, cli
         os.kill(workers[0].pid, signal.SIGKILL)
 
     _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_worker)
-    compare("one of 2 workers SIGKILLed", baseline, done.output, wall)
+    compare("one of 2 workers SIGKILLed", baseline, cluster_settings, done.output, wall)
 
 
 def test_worker_frozen_past_the_session_timeout(cluster_settings, cluster_services, baseline, clips, tmp_path):
@@ -110,7 +123,8 @@ def test_worker_frozen_past_the_session_timeout(cluster_settings, cluster_servic
         threading.Timer(freeze, os.kill, args=(workers[0].pid, signal.SIGCONT)).start()
 
     _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", freeze_worker)
-    compare(f"one of 2 workers SIGSTOPped for {freeze:g} s, then SIGCONT", baseline, done.output, wall)
+    compare(f"one of 2 workers SIGSTOPped for {freeze:g} s, then SIGCONT", baseline, cluster_settings,
+            done.output, wall)
 
 
 def test_aggregator_killed_and_restarted(cluster_settings, cluster_services, baseline, clips, tmp_path):
@@ -122,4 +136,4 @@ def test_aggregator_killed_and_restarted(cluster_settings, cluster_services, bas
         cluster_services.aggregator()
 
     _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_aggregator)
-    compare("aggregator SIGKILLed, restarted at once", baseline, done.output, wall)
+    compare("aggregator SIGKILLed, restarted at once", baseline, cluster_settings, done.output, wall)
