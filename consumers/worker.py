@@ -200,7 +200,8 @@ class Worker:
     def _dead_letter(self, msg, reason: str, delivered) -> None:
         """Set the original record aside, with where it came from and why."""
         self.dead_letters += 1
-        log.warning("dead letter %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+        log.warning("dead letter %d, %s[%d]@%d: %s", self.dead_letters, msg.topic(), msg.partition(),
+                    msg.offset(), reason)
         headers = [("dvp.error", reason.encode()), ("dvp.topic", msg.topic().encode()),
                    ("dvp.partition", str(msg.partition()).encode()),
                    ("dvp.offset", str(msg.offset()).encode()), ("dvp.worker", self.id.encode())]

@@ -15,8 +15,6 @@ log = logging.getLogger("dvp.kafka")
 # librdkafka's own log lines go through Python logging (quiet unless -v).
 RDKAFKA_LOGS = {"logger": logging.getLogger("dvp.rdkafka")}
 
-TOPICS = ("frames", "processed", "jobs", "metrics", "deadletter")
-
 
 def admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.client_config(**RDKAFKA_LOGS))

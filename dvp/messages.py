@@ -13,7 +13,7 @@ import json
 import re
 import typing
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
 import fastavro
 
@@ -274,5 +274,3 @@ FRAMES = Codec(Frame)
 ASSEMBLY = Codec(JobStart, ProcessedFrame, FrameFailed, AudioChunk, JobEnd, JobAbort)
 JOBS = Codec(JobProgress, JobCompleted, JobFailed)
 METRICS = Codec(FrameMetrics)
-
-AssemblyMessage = Union[JobStart, ProcessedFrame, FrameFailed, AudioChunk, JobEnd, JobAbort]

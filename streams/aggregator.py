@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import ASSEMBLY, JobFailed, JobProgress, JobStart, ProcessedFrame
@@ -57,7 +57,8 @@ class Aggregator:
             entry = self.journal.get(job_id)
             if entry is None:
                 self.orphans += 1  # its start was read by another aggregator: not ours
-                log.warning("record for unknown job %s at %d@%d", job_id, partition, offset)
+                log.warning("record for unknown job %s at %d@%d (%d such records)",
+                            job_id, partition, offset, self.orphans)
             return events
         return events + self._add(job, record)
 
@@ -127,10 +128,3 @@ class Aggregator:
         self.journal.put(JobEntry(entry.job_id, entry.partition, entry.offset, status))
         log.info("job %s %s", entry.job_id, status)
         return outcome
-
-    def progress(self, job_id: str) -> Optional[dict]:
-        job = self.jobs.get(job_id)
-        if job is None:
-            return None
-        return {"status": RUNNING, "written": job.written, "total": job.total, "faces": job.faces}
-

@@ -79,7 +79,8 @@ def create_app(settings: Settings) -> faust.App:
                 out = await loop.run_in_executor(
                     assembly, aggregator.handle, msg.partition, msg.offset, event.value)
             except MalformedRecord as exc:  # set aside with where it came from, and go on
-                log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
+                log.warning("dead letter %d, %s[%d]@%d: %s", aggregator.malformed, msg.topic, msg.partition,
+                            msg.offset, exc)
                 await dead_letters.send(key=event.key, value=event.value or b"", headers={
                     "dvp.error": str(exc).encode(), "dvp.topic": msg.topic.encode(),
                     "dvp.partition": str(msg.partition).encode(), "dvp.offset": str(msg.offset).encode()})
@@ -101,7 +102,6 @@ def create_app(settings: Settings) -> faust.App:
         loop = asyncio.get_running_loop()
         await publish(await loop.run_in_executor(assembly, aggregator.recover_all))
 
-    app.aggregator = aggregator
     return app
 
 

@@ -201,3 +201,12 @@ def test_audio_that_mp4_cannot_carry_is_reencoded_to_aac(clips, tmp_path):
     assert len(video.frames) == 30
     assert video.audio_codec == "aac"
     assert video.audio_duration == pytest.approx(1.2, abs=0.1)
+
+
+def test_dvp_run_on_a_given_cluster(settings, clips, tmp_path):
+    """The one-shot job on an existing cluster: local workers and aggregator join it."""
+    out = tmp_path / "out.mp4"
+    result = dvp("run", str(clips["face"]), "-o", str(out), "--bootstrap-servers", settings.bootstrap,
+                 "--filter", "sunglasses", "-q", env={"DVP_TOPIC_PREFIX": settings.topic_prefix})
+    assert result.returncode == 0, result.stderr
+    assert_every_frame_once_in_order(read_video(out), 75)
