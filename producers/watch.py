@@ -22,7 +22,7 @@ class JobWatcher:
         kafka.ensure_topics(settings)
         parts = kafka.partition_count(settings, topic)
         self._consumer = Consumer(settings.client_config(**{
-            "group.id": "dvp-watch", "enable.auto.commit": False, **kafka.RDKAFKA_LOGS}))
+            "group.id": settings.topic("watch"), "enable.auto.commit": False, **kafka.RDKAFKA_LOGS}))
         self._consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(parts)])
         # Resolve OFFSET_END to real positions now, not at the first poll.
         for p in range(parts):

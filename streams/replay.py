@@ -13,7 +13,7 @@ from dvp.errors import BrokerError
 
 def read_partition(settings: Settings, topic: str, partition: int, start: int) -> Iterator[tuple[int, bytes]]:
     consumer = Consumer(settings.client_config(**{
-        "group.id": f"{settings.topic('replay')}", "enable.auto.commit": False,
+        "group.id": settings.topic("replay"), "enable.auto.commit": False,
         "enable.partition.eof": True, **kafka.RDKAFKA_LOGS}))
     try:
         _low, end = kafka.watermarks(consumer, topic, partition, settings.connect_timeout_s)

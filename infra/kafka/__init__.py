@@ -133,7 +133,7 @@ class KafkaCluster:
         admin = AdminClient({"bootstrap.servers": self.bootstrap, **RDKAFKA_LOGS})
         deadline = time.monotonic() + timeout
         while True:
-            for node_id, proc in self.procs.items():
+            for node_id, proc in list(self.procs.items()):
                 if proc.poll() is not None:
                     raise DvpError(f"Kafka node {node_id} exited; see {self.services.logs / f'kafka-{node_id}.log'}")
             try:
