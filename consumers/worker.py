@@ -23,15 +23,11 @@ from dvp.errors import BrokerError, DvpError, MalformedRecord
 from dvp.faces import FaceDetector
 from dvp.filters import parse_spec
 from dvp.messages import (ASSEMBLY, FRAMES, METRICS, FaceBox, Frame, FrameFailed,
-                          FrameMetrics, ProcessedFrame, StageTimings)
+                          FrameMetrics, ProcessedFrame, StageTimings, now_us)
 from consumers.offsets import OffsetTracker
 
 log = logging.getLogger("dvp.worker")
 TRANSACTION_FRAMES = 16  # frames per transaction in exactly-once mode
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _local_ip(bootstrap: str) -> str:

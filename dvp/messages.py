@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import re
+import time
 import typing
 from dataclasses import dataclass
 from typing import Optional
@@ -22,6 +23,11 @@ from schemas import SCHEMA_DIR
 
 MAGIC = b"DVP\x01"
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def now_us() -> int:
+    """Wall-clock time as the messages carry it: microseconds since the epoch."""
+    return time.time_ns() // 1000
 
 
 def valid_job_id(job_id: str) -> bool:

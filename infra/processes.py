@@ -72,18 +72,18 @@ class ServiceDir:
         targets = [s for s in self.services() if names is None or s.name in names]
         for service in targets:
             if service.alive:
-                _signal_group(service.pid, signal.SIGTERM)
+                signal_group(service.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while any(s.alive for s in targets) and time.monotonic() < deadline:
             time.sleep(0.1)
         for service in targets:
             if service.alive:
-                _signal_group(service.pid, signal.SIGKILL)
+                signal_group(service.pid, signal.SIGKILL)
             (self.run / f"{service.name}.pid").unlink(missing_ok=True)
         return targets
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)  # the service and any processes it started
     except (ProcessLookupError, PermissionError):

@@ -7,7 +7,6 @@ of the frames topic so that all workers share one video."""
 from __future__ import annotations
 
 import os
-import time
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from dvp.config import Settings
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec
 from dvp.media import VideoSource
-from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart
+from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us
 
 AUDIO_CHUNK_BYTES = 512 * 1024
 
@@ -35,10 +34,6 @@ class Published:
 def new_job_id(path: str) -> str:
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in os.path.basename(path).rsplit(".", 1)[0])
     return f"{stem[:40] or 'job'}-{uuid.uuid4().hex[:8]}"
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: Optional[str] = None,

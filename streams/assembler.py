@@ -5,7 +5,6 @@ index and written as soon as they are next in order, so memory holds only
 the frames that arrived early, never the whole video."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +14,7 @@ import cv2
 import numpy as np
 
 from dvp.messages import (AudioChunk, FrameFailed, JobAbort, JobCompleted, JobEnd, JobFailed,
-                          JobStart, ProcessedFrame)
+                          JobStart, ProcessedFrame, now_us)
 from streams.encode import VideoEncoder, mux_output
 
 
@@ -99,7 +98,7 @@ class JobAssembler:
             return self.fail(f"cannot write {self.output}: {exc}")
         self.discard()
         self.outcome = JobCompleted(self.start.job_id, str(self.output), self.written, self.faces,
-                                    duration, time.time_ns() // 1000)
+                                    duration, now_us())
         return self.outcome
 
     def fail(self, reason: str) -> Outcome:

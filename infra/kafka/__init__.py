@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 from dvp.errors import DvpError
 from infra import tansu
 from dvp.kafka import RDKAFKA_LOGS
-from infra.processes import ServiceDir, _signal_group
+from infra.processes import ServiceDir, signal_group
 
 HERE = Path(__file__).parent
 JAVA_OPTS = ["-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
@@ -154,7 +154,7 @@ class KafkaCluster:
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
-                _signal_group(proc.pid, 15)
+                signal_group(proc.pid, 15)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=30)
