@@ -26,10 +26,11 @@ def reference(clip: Path, out: Path) -> tuple[int, float]:
     began = time.perf_counter()
     detector, blur = FaceDetector(), parse_spec("blur")
     with VideoSource(str(clip)) as source:
-        info = source.info
-        encoder = VideoEncoder(out, info.width, info.height, info.fps, info.time_base, 18, "veryfast")
-        n = 0
+        info, encoder, n = source.info, None, 0
         for frame in source.frames():
+            if encoder is None:
+                height, width = frame.image.shape[:2]
+                encoder = VideoEncoder(out, width, height, info.fps, info.time_base, 18, "veryfast")
             encoder.write(blur.apply(frame.image, detector.detect(frame.image)), frame.pts)
             n += 1
         encoder.close()

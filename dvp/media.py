@@ -15,8 +15,6 @@ from dvp.errors import InputError
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
-    height: int
     fps: Fraction
     time_base: Fraction
     frame_count: Optional[int]
@@ -27,7 +25,7 @@ class VideoInfo:
 class SourceFrame:
     index: int
     pts: int  # in VideoInfo.time_base, rebased so that the first frame is at 0
-    image: np.ndarray  # BGR, HxWx3 uint8
+    image: np.ndarray  # BGR, HxWx3 uint8, upright as players show it
 
 
 class VideoSource:
@@ -51,10 +49,9 @@ class VideoSource:
         self._video = self._container.streams.video[0]
         self._video.thread_type = "AUTO"
         self._audio = self._container.streams.audio[0] if self._container.streams.audio else None
-        ctx = self._video.codec_context
         fps = self._video.average_rate or self._video.guessed_rate or Fraction(25)
         self.info = VideoInfo(
-            width=ctx.width, height=ctx.height, fps=Fraction(fps),
+            fps=Fraction(fps),
             time_base=Fraction(self._video.time_base or Fraction(1, 90000)),
             frame_count=self._video.frames or None,
             has_audio=self._audio is not None,
@@ -93,7 +90,7 @@ class VideoSource:
                     # Encoders need strictly increasing timestamps; broken files repeat them.
                     pts = max(pts - first_pts, last_pts + 1)
                     last_pts = pts
-                    yield SourceFrame(index, pts, frame.to_ndarray(format="bgr24"))
+                    yield SourceFrame(index, pts, _upright(frame))
                     index += 1
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: corrupt video at frame {index} ({_reason(exc)})") from None
@@ -145,6 +142,14 @@ class VideoSource:
         self._finish_audio()
         while chunk := self._audio_file.read(size):
             yield chunk
+
+
+def _upright(frame) -> np.ndarray:
+    """The picture as players show it: phones store portrait video sideways with
+    a rotation for display, and a sideways face is one the detector misses."""
+    image = frame.to_ndarray(format="bgr24")
+    turns = round(frame.rotation / 90) % 4  # counter-clockwise quarter turns
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def _reason(exc: Exception) -> str:

@@ -59,7 +59,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: Op
         info = source.info
         start = JobStart(
             job_id=job_id or new_job_id(path), source=os.path.abspath(path), output=output,
-            filter=str(spec), width=info.width, height=info.height,
+            filter=str(spec), width=first.image.shape[1], height=first.image.shape[0],
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
             frame_count=info.frame_count, has_audio=info.has_audio, submitted_ts_us=now_us())

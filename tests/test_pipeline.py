@@ -1,6 +1,7 @@
 """The main job end to end, on a real broker with real worker and aggregator processes."""
 import os
 import signal
+import struct
 import subprocess
 from fractions import Fraction
 
@@ -59,9 +60,13 @@ def test_dvp_run_filters_faces_and_keeps_everything_else(clips, tmp_path):
     assert dst.audio_codec == "aac"
     assert dst.audio_duration == pytest.approx(src.audio_duration, abs=0.1)
 
+    assert_faces_filtered_and_the_rest_kept(src.frames, dst.frames)
+
+
+def assert_faces_filtered_and_the_rest_kept(source_frames, output_frames):
     detector = FaceDetector()
     with_faces = 0
-    for i, (before, after) in enumerate(zip(src.frames, dst.frames)):
+    for i, (before, after) in enumerate(zip(source_frames, output_frames)):
         faces = detector.detect(before)
         mask = np.ones(before.shape[:2], bool)
         for face in faces:
@@ -72,7 +77,7 @@ def test_dvp_run_filters_faces_and_keeps_everything_else(clips, tmp_path):
         with_faces += bool(faces)
         # JPEG on the wire and H.264 out both lose a little: 30 dB is "nearly unchanged".
         assert psnr(before[mask], after[mask]) > 30, f"frame {i} changed away from faces"
-    assert with_faces >= len(src.frames) * 0.9
+    assert with_faces >= len(source_frames) * 0.9
 
 
 def test_two_workers_share_one_job(settings, services, clips, tmp_path):
@@ -210,3 +215,32 @@ def test_dvp_run_on_a_given_cluster(settings, clips, tmp_path):
                  "--filter", "sunglasses", "-q", env={"DVP_TOPIC_PREFIX": settings.topic_prefix})
     assert result.returncode == 0, result.stderr
     assert_every_frame_once_in_order(read_video(out), 75)
+
+
+def test_phone_video_stored_sideways_is_filtered_upright(clips, tmp_path):
+    """Phones store portrait video sideways, with a rotation for players: the faces
+    must be found in the upright picture, and the output must play upright."""
+    upright = read_video(clips["face"]).frames[:25]
+    stored = tmp_path / "stored.mp4"
+    with av.open(str(stored), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"crf": "16"})
+        video.width, video.height, video.pix_fmt = 360, 480, "yuv420p"
+        for i, image in enumerate(upright):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(image)), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+    # The track header's matrix: show the stored picture turned 90 degrees clockwise.
+    identity = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    clockwise = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    data = stored.read_bytes()
+    track = data.index(identity, data.index(identity) + 1)  # the first is the movie header's
+    phone = tmp_path / "phone.mp4"
+    phone.write_bytes(data[:track] + clockwise + data[track + len(clockwise):])
+
+    out = tmp_path / "out.mp4"
+    result = dvp("run", str(phone), "-o", str(out), "-q", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    output = read_video(out).frames
+    assert output[0].shape == upright[0].shape
+    assert_faces_filtered_and_the_rest_kept(upright, output)
