@@ -6,12 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dvp.config import Settings
-from dvp.errors import InputError
+from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec
 from dvp.media import VideoSource
 from infra.stack import Stack
 from producers.publish import publish
 from producers.watch import JobWatcher
+
+
+# Progress comes every few frames: this long without any means something is stuck.
+STALL_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,11 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
         try:
             published = publish(stack.settings, path, filter_spec, output=str(Path(output).absolute()),
                                 progress=progress)
-            done = watcher.wait(published.start.job_id, published.frames, progress=progress,
-                                alive=stack.check_alive)
+            try:
+                done = watcher.wait(published.start.job_id, published.frames, progress=progress,
+                                    timeout=STALL_TIMEOUT_S, alive=stack.check_alive)
+            except DvpError as exc:
+                raise DvpError(f"{exc}; logs: {stack.keep_logs()}") from None
         finally:
             watcher.close()
     return Summary(done.job_id, done.frames, done.faces, time.monotonic() - began,

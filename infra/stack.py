@@ -87,15 +87,15 @@ class Stack:
 
     def check_alive(self) -> None:
         """Raise if the job can no longer finish: the aggregator or every worker died."""
-        logs = self._home / "logs"
         if self._procs["aggregator"][0].poll() is not None:
-            raise DvpError(f"the aggregator exited early; its log: {self._keep_logs(logs)}/aggregator.log")
+            raise DvpError("the aggregator exited early")
         if all(p.poll() is not None for p in self._procs["worker"]):
-            raise DvpError(f"every worker exited early; their logs: {self._keep_logs(logs)}")
+            raise DvpError("every worker exited early")
 
-    def _keep_logs(self, logs: Path) -> Path:
+    def keep_logs(self) -> Path:
+        """Copy the services' logs out of the stack's home, which goes at exit."""
         kept = Path(tempfile.mkdtemp(prefix="dvp-logs-"))
-        shutil.copytree(logs, kept, dirs_exist_ok=True)
+        shutil.copytree(self._home / "logs", kept, dirs_exist_ok=True)
         return kept
 
     def __exit__(self, *exc) -> None:
