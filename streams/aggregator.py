@@ -41,6 +41,16 @@ class Aggregator:
         except MalformedRecord:
             self.malformed += 1
             raise
+        try:
+            return self._handle(record, partition, offset)
+        except Exception as exc:  # one broken job must neither stop the others nor go unreported
+            log.exception("job %s: record at %d@%d", record.job_id, partition, offset)
+            job = self.jobs.pop(record.job_id, None)
+            if job is not None:
+                job.discard()
+            return [JobFailed(record.job_id, f"aggregator error: {type(exc).__name__}: {exc}")]
+
+    def _handle(self, record, partition: int, offset: int) -> list:
         job_id = record.job_id
         events: list = []
         if job_id in self.to_recover:
