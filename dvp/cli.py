@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -110,6 +111,9 @@ def _dispatch(args) -> int:
     settings = _settings(args) if args.command not in ("filters", "sample") else None
     if settings is not None and not 1 <= settings.jpeg_quality <= 100:
         raise DvpError(f"JPEG quality must be from 1 to 100, got {settings.jpeg_quality}")
+    if args.command in ("run", "publish"):
+        # SIGTERM unwinds like Ctrl-C: `dvp run` then stops the services it started.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.command == "run":
         from dvp.run import run_job
         if Path(args.output).is_dir():

@@ -43,15 +43,17 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the pipeline's topics (explicitly: auto-created ones get the wrong size)."""
+def ensure_topics(settings: Settings, compacted: Optional[dict[str, int]] = None) -> None:
+    """Create the pipeline's topics, and any `compacted` ones ({name: partitions}),
+    explicitly: auto-created topics get the wrong size, or none at all."""
     client = wait_reachable(settings)
-    wanted = topic_partitions(settings)
+    wanted = {**topic_partitions(settings), **(compacted or {})}
     existing = client.list_topics(timeout=settings.connect_timeout_s).topics
     rf = settings.replication_factor
     # Acknowledged writes survive the loss of one replica.
     config = {"min.insync.replicas": str(rf - 1)} if rf >= 3 else {}
-    missing = [NewTopic(name, parts, rf, config=config)
+    missing = [NewTopic(name, parts, rf, config={
+                   **config, **({"cleanup.policy": "compact"} if name in (compacted or {}) else {})})
                for name, parts in wanted.items() if name not in existing]
     for name, future in (client.create_topics(missing).items() if missing else ()):
         try:

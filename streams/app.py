@@ -15,7 +15,7 @@ import faust
 
 from dvp.config import Settings, parse_kafka_config
 from dvp.errors import MalformedRecord
-from dvp.messages import JOBS, JobCompleted, JobFailed, JobProgress
+from dvp.messages import JOBS, JobCompleted, JobProgress
 from streams.aggregator import Aggregator
 from streams.assembler import EncodeOptions
 from streams.replay import read_partition
@@ -35,6 +35,14 @@ def _credentials(settings: Settings):
             username=conf.get("sasl.username"), password=conf.get("sasl.password"),
             mechanism=conf.get("sasl.mechanism", "PLAIN"), ssl_context=ssl_context)
     return faust.SSLCredentials(ssl_context) if ssl_context else None
+
+
+def _progress_row(event) -> dict:
+    if isinstance(event, JobProgress):
+        return {"status": "running", "written": event.frames_written, "total": event.frame_count}
+    if isinstance(event, JobCompleted):
+        return {"status": "completed", "written": event.frames, "total": event.frames, "output": event.output}
+    return {"status": "failed", "reason": event.reason}
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -85,16 +93,12 @@ def create_app(settings: Settings) -> faust.App:
                     "dvp.error": str(exc).encode(), "dvp.topic": msg.topic.encode(),
                     "dvp.partition": str(msg.partition).encode(), "dvp.offset": str(msg.offset).encode()})
                 continue
+            await publish(out)  # first: whoever waits for the job must hear of it
             for job_event in out:
-                if isinstance(job_event, JobProgress):
-                    progress[job_event.job_id] = {"status": "running", "written": job_event.frames_written,
-                                                  "total": job_event.frame_count}
-                elif isinstance(job_event, JobCompleted):
-                    progress[job_event.job_id] = {"status": "completed", "written": job_event.frames,
-                                                  "total": job_event.frames, "output": job_event.output}
-                elif isinstance(job_event, JobFailed):
-                    progress[job_event.job_id] = {"status": "failed", "reason": job_event.reason}
-            await publish(out)
+                try:
+                    progress[job_event.job_id] = _progress_row(job_event)
+                except Exception:  # the table is for watching; it must not stop the assembly
+                    log.exception("cannot update the progress table for %s", job_event.job_id)
 
     @app.task
     async def recover_unfinished():
@@ -107,7 +111,10 @@ def create_app(settings: Settings) -> faust.App:
 
 def run_aggregator(settings: Settings, loglevel: str = "warn") -> None:
     from dvp import kafka
-    kafka.ensure_topics(settings)
     app = create_app(settings)
+    # Faust would create its tables' changelogs itself, but asynchronously: on a cluster
+    # without auto-creation the first table write can race that and crash the agent.
+    kafka.ensure_topics(settings, compacted={
+        table.changelog_topic.get_topic_name(): table.partitions for table in app.tables.values()})
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
