@@ -45,9 +45,7 @@ class Aggregator:
             return self._handle(record, partition, offset)
         except Exception as exc:  # one broken job must neither stop the others nor go unreported
             log.exception("job %s: record at %d@%d", record.job_id, partition, offset)
-            job = self.jobs.pop(record.job_id, None)
-            if job is not None:
-                job.discard()
+            self._drop(record.job_id)
             return [JobFailed(record.job_id, f"aggregator error: {type(exc).__name__}: {exc}")]
 
     def _handle(self, record, partition: int, offset: int) -> list:
@@ -88,9 +86,7 @@ class Aggregator:
                     if job_id not in self.jobs:
                         break  # finished
         except DvpError as exc:
-            job = self.jobs.pop(job_id, None)
-            if job is not None:
-                job.discard()
+            self._drop(job_id)
             return events + [self._end_entry(entry, JobFailed(job_id, f"cannot recover: {exc}"))]
         if job_id not in self.jobs and self.journal.get(job_id).status == RUNNING:
             events.append(self._end_entry(entry, JobFailed(job_id, "job start lost from the log")))
@@ -110,6 +106,12 @@ class Aggregator:
         for job_id in list(self.to_recover):
             events += self.recover(job_id)
         return events
+
+    def _drop(self, job_id: str) -> None:
+        """Forget a job that cannot go on, with its work files."""
+        job = self.jobs.pop(job_id, None)
+        if job is not None:
+            job.discard()
 
     def _open(self, start: JobStart, partition: int, offset: int) -> None:
         self.journal.put(JobEntry(start.job_id, partition, offset, RUNNING))
