@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`; `make check` lints and type-checks.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test check clean
 
 $(BIN)/dvp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,5 +18,14 @@ demo: $(BIN)/dvp
 test: $(BIN)/dvp
 	$(BIN)/python -m pytest
 
+# mypy reads the installed layout: the stages keep their top-level folders but
+# install as dvp.streams, dvp.consumers, ... (pyproject's package-dir), which an
+# editable install only resolves at run time.
+check: $(BIN)/dvp
+	$(BIN)/ruff check .
+	rm -rf build/typecheck
+	$(BIN)/pip install -q --no-deps --target build/typecheck .
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p dvp
+
 clean:
-	rm -rf $(VENV) sample.mp4 sample-blurred.mp4
+	rm -rf $(VENV) build sample.mp4 sample-blurred.mp4

@@ -19,7 +19,7 @@ from dvp.filters import parse_spec
 from dvp.media import VideoSource
 from dvp.run import run_job
 from dvp.sample import write_sample
-from streams.encode import VideoEncoder
+from dvp.streams.encode import VideoEncoder
 
 
 def reference(clip: Path, out: Path) -> tuple[int, float]:

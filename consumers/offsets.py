@@ -9,7 +9,7 @@ from collections import defaultdict
 
 
 class OffsetTracker:
-    def __init__(self):
+    def __init__(self) -> None:
         self._pending: dict[tuple[str, int], dict[int, bool]] = defaultdict(dict)
 
     def started(self, topic: str, partition: int, offset: int) -> None:
@@ -34,9 +34,6 @@ class OffsetTracker:
             if last is not None:
                 ready[tp] = last + 1
         return ready
-
-    def in_flight(self) -> int:
-        return sum(len(p) for p in self._pending.values())
 
     def forget(self, topic: str, partition: int) -> None:
         self._pending.pop((topic, partition), None)

@@ -7,9 +7,7 @@ import multiprocessing
 import signal
 
 from dvp.config import Settings
-from consumers.worker import run_worker
-
-log = logging.getLogger("dvp.worker")
+from dvp.consumers.worker import run_worker
 
 
 def _child(settings: Settings, level: int) -> None:

@@ -15,7 +15,7 @@ def filters_figure(path: Path) -> None:
     faces = FaceDetector().detect(image, landmarks=True)
     tiles = [image] + [parse_spec(name).apply(image.copy(), faces) for name in FILTERS]
     labels = ["original", *FILTERS]
-    for tile, label in zip(tiles, labels):
+    for tile, label in zip(tiles, labels, strict=False):
         cv2.putText(tile, label, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
     cv2.imwrite(str(path), np.hstack(tiles), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 

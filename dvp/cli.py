@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -9,26 +10,31 @@ import sys
 from pathlib import Path
 
 from dvp import __version__
-from dvp.config import GUARANTEES, Settings, describe
+from dvp.config import Settings, describe, flag_settings
 from dvp.errors import DvpError
 
 
+def _setting_flag(parser: argparse.ArgumentParser, setting: dataclasses.Field) -> None:
+    """A flag built from the setting's declaration in dvp/config.py."""
+    meta = setting.metadata
+    repeatable = setting.default == ()
+    parser.add_argument(meta["flag"], dest=setting.name, choices=meta["choices"],
+                        action="append" if repeatable else "store",
+                        help=f"{meta['help']} (env {meta['env']})")
+
+
 def _common() -> argparse.ArgumentParser:
+    """Flags every command that talks to Kafka takes."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                        help="Kafka cluster (env DVP_BOOTSTRAP_SERVERS)")
-    common.add_argument("--kafka-config", metavar="KEY=VALUE", action="append", default=[],
-                        help="Kafka client setting passed through untouched, e.g. security.protocol=SASL_SSL "
-                             "(repeatable; env DVP_KAFKA_CONFIG)")
-    common.add_argument("--jpeg-quality", type=int, metavar="Q", help="JPEG quality of frames on the wire")
+    for setting in flag_settings():
+        if setting.name != "guarantee":  # only for the commands that start workers
+            _setting_flag(common, setting)
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     return common
 
 
 def _guarantee(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--guarantee", choices=GUARANTEES,
-                        help="exactly-once: each frame's outputs and offset commit in one "
-                             "transaction (Apache Kafka); default at-least-once (env DVP_GUARANTEE)")
+    _setting_flag(parser, next(f for f in flag_settings() if f.name == "guarantee"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,10 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args) -> Settings:
-    return Settings.load(bootstrap_servers=getattr(args, "bootstrap_servers", None),
-                         kafka_config=tuple(getattr(args, "kafka_config", ()) or ()),
-                         jpeg_quality=getattr(args, "jpeg_quality", None),
-                         guarantee=getattr(args, "guarantee", None))
+    return Settings.load(flags={f.name: getattr(args, f.name, None) for f in flag_settings()})
 
 
 def _positive(value: int, what: str) -> int:
@@ -108,9 +111,7 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
-    settings = _settings(args) if args.command not in ("filters", "sample") else None
-    if settings is not None and not 1 <= settings.jpeg_quality <= 100:
-        raise DvpError(f"JPEG quality must be from 1 to 100, got {settings.jpeg_quality}")
+    settings = _settings(args)
     if args.command in ("run", "publish"):
         # SIGTERM unwinds like Ctrl-C: `dvp run` then stops the services it started.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -125,13 +126,13 @@ def _dispatch(args) -> int:
         return _publish(settings, args)
     elif args.command == "worker":
         _quiet_ml_logs()
-        from consumers.pool import run_pool
+        from dvp.consumers.pool import run_pool
         return run_pool(settings, _positive(args.processes, "--processes"))
     elif args.command == "aggregator":
-        from streams.app import run_aggregator
+        from dvp.streams.app import run_aggregator
         run_aggregator(settings, loglevel="info" if args.verbose else "warn")
     elif args.command in ("up", "down", "status"):
-        from infra import stack
+        from dvp.infra import stack
         if args.command == "up":
             services = stack.up(settings, _positive(args.workers, "--workers"))
             print(f"bootstrap servers: {settings.bootstrap}")
@@ -143,7 +144,7 @@ def _dispatch(args) -> int:
         if not services:
             print("nothing runs")
     elif args.command == "kafka":
-        from infra import kafka as apache
+        from dvp.infra.kafka import cluster as apache
         home = settings.home / "kafka"
         if args.action == "up":
             cluster = apache.up(home, _positive(args.brokers, "--brokers"))
@@ -165,7 +166,7 @@ def _dispatch(args) -> int:
             for key, p in f.params.items():
                 print(f"    {key}={p.default:g}  ({p.low:g}..{p.high:g}) {p.help}")
     elif args.command == "config":
-        for env, flag, help_text in describe():
+        for env, _flag, help_text in describe():
             value = settings.to_env().get(env, "")
             print(f"{env:<26} {value!s:<28} {help_text}")
     elif args.command == "sample":
@@ -183,8 +184,8 @@ def _dispatch(args) -> int:
 
 def _publish(settings: Settings, args) -> int:
     from dvp.messages import valid_job_id
-    from producers.publish import publish
-    from producers.watch import JobWatcher
+    from dvp.producers.publish import publish
+    from dvp.producers.watch import JobWatcher
     if args.job_id is not None and not valid_job_id(args.job_id):
         raise DvpError(f"job id {args.job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     watcher = None

@@ -1,4 +1,7 @@
-"""The one settings object: every knob, its environment variable and its help.
+"""Every setting, declared once: its type, default, environment variable, flag,
+help and check. The CLI's flags and `dvp config` are built from these
+declarations, and a value is checked when settings are built, so a bad one is a
+one-line error before anything starts.
 
 Precedence: CLI flag > environment variable > default. Kafka client settings
 (`--kafka-config KEY=VALUE`, `DVP_KAFKA_CONFIG="k=v,k=v"`) are passed to
@@ -8,59 +11,121 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 from dvp.errors import DvpError
-
 
 GUARANTEES = ("at-least-once", "exactly-once")
 
 
-def _setting(default, env: str, help: str, flag: Optional[str] = None):
-    return field(default=default, metadata={"env": env, "help": help, "flag": flag})
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be at least {low:g}, got {v:g}"
+
+
+def _between(low: int, high: int) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"must be from {low} to {high}, got {v}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}, got {v!r}"
+
+
+def _replication(v: int) -> str | None:
+    return None if v == -1 or v >= 1 else f"must be -1 (the cluster's default) or at least 1, got {v}"
+
+
+def _split(raw: str | tuple | list) -> tuple:
+    return tuple(raw.split(",")) if isinstance(raw, str) else tuple(raw)
+
+
+def _setting(default, env: str, help: str, parse: Callable[[Any], Any], *, flag: str | None = None,
+             check: Callable[[Any], str | None] | None = None, choices: tuple[str, ...] | None = None):
+    if choices is not None:
+        check = _one_of(choices)
+    return field(default=default, metadata={"env": env, "help": help, "parse": parse, "flag": flag,
+                                            "check": check, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every topic and consumer-group name, made from the one prefix."""
+    frames: str          # frames to process, spread over partitions
+    processed: str       # processed frames and job records, keyed by job
+    jobs: str            # job progress and outcomes
+    metrics: str         # one FrameMetrics record per frame
+    deadletter: str      # records that are not valid dvp messages, as they came
+    workers: str         # the workers' consumer group (and transactional id prefix)
+    aggregator: str      # the Faust app id: its consumer group and table names
+    watch: str           # the group name of job watchers (they commit nothing)
+    replay: str          # the group name of the aggregator's replays (they commit nothing)
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Names:
+        return cls(**{f.name: f"{prefix}{f.name}" for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
 class Settings:
-    bootstrap_servers: Optional[str] = _setting(
+    bootstrap_servers: str | None = _setting(
         None, "DVP_BOOTSTRAP_SERVERS",
         "Kafka bootstrap servers; unset: the local broker of `dvp up` (127.0.0.1:9092), "
-        "or for `dvp run` a private embedded broker", "--bootstrap-servers")
+        "or for `dvp run` a private embedded broker", str, flag="--bootstrap-servers")
     kafka_config: tuple = _setting(
         (), "DVP_KAFKA_CONFIG",
-        "extra Kafka client settings KEY=VALUE, passed through untouched (repeatable flag; "
-        "comma-separated in the variable)", "--kafka-config")
-    topic_prefix: str = _setting("dvp.", "DVP_TOPIC_PREFIX", "prefix of every topic name")
+        "extra Kafka client setting KEY=VALUE, passed through untouched, e.g. security.protocol=SASL_SSL "
+        "(repeatable flag; comma-separated in the variable)", _split, flag="--kafka-config")
+    topic_prefix: str = _setting("dvp.", "DVP_TOPIC_PREFIX", "prefix of every topic and group name", str)
     frames_partitions: int = _setting(
-        32, "DVP_FRAMES_PARTITIONS", "partitions of the frames topic (the most workers that can share a job)")
-    processed_partitions: int = _setting(8, "DVP_PROCESSED_PARTITIONS", "partitions of the processed topic")
-    replication_factor: int = _setting(1, "DVP_REPLICATION_FACTOR", "replication factor of created topics")
-    jpeg_quality: int = _setting(90, "DVP_JPEG_QUALITY", "JPEG quality of frames on the wire (1-100)",
-                                 "--jpeg-quality")
+        32, "DVP_FRAMES_PARTITIONS", "partitions of the frames topic (the most workers that can share a job)",
+        int, check=_at_least(1))
+    processed_partitions: int = _setting(8, "DVP_PROCESSED_PARTITIONS", "partitions of the processed topic",
+                                         int, check=_at_least(1))
+    replication_factor: int = _setting(
+        1, "DVP_REPLICATION_FACTOR", "replication factor of created topics (-1: the cluster's default)",
+        int, check=_replication)
+    jpeg_quality: int = _setting(90, "DVP_JPEG_QUALITY", "JPEG quality of frames on the wire (1-100)", int,
+                                 flag="--jpeg-quality", check=_between(1, 100))
     session_timeout_ms: int = _setting(
         6000, "DVP_SESSION_TIMEOUT_MS",
-        "consumer group session timeout: how soon a dead worker's partitions move on")
+        "consumer group session timeout: how soon a dead worker's partitions move on", int,
+        check=_at_least(1000))
     guarantee: str = _setting(
         "at-least-once", "DVP_GUARANTEE",
-        "workers' delivery guarantee: at-least-once, or exactly-once (transactions; Apache Kafka)",
-        "--guarantee")
+        "workers' delivery guarantee: exactly-once makes each batch of frames one transaction "
+        "(Apache Kafka)", str, flag="--guarantee", choices=GUARANTEES)
     connect_timeout_s: float = _setting(
-        15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing")
+        15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing", float,
+        check=_at_least(0.1))
     home: Path = _setting(Path.home() / ".dvp", "DVP_HOME",
-                          "state of the local stack: logs, pids, aggregator work files")
-    output_dir: Optional[Path] = _setting(
-        None, "DVP_OUTPUT_DIR", "where the aggregator writes jobs that name no output (default HOME/output)")
-    crf: int = _setting(18, "DVP_CRF", "H.264 quality of the output (0-51, lower is better)")
-    preset: str = _setting("veryfast", "DVP_PRESET", "x264 speed preset of the output")
+                          "state of the local stack: logs, pids, aggregator work files", Path)
+    output_dir: Path | None = _setting(
+        None, "DVP_OUTPUT_DIR", "where the aggregator writes jobs that name no output (default HOME/output)",
+        Path)
+    crf: int = _setting(18, "DVP_CRF", "H.264 quality of the output (0-51, lower is better)", int,
+                        check=_between(0, 51))
+    preset: str = _setting("veryfast", "DVP_PRESET", "x264 speed preset of the output", str, choices=(
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check = f.metadata["check"]
+            problem = check(getattr(self, f.name)) if check is not None else None
+            if problem is not None:
+                flag = f" ({f.metadata['flag']})" if f.metadata["flag"] else ""
+                raise DvpError(f"{f.metadata['env']}{flag} {problem}")
+        parse_kafka_config(self.kafka_config)
 
     @property
     def bootstrap(self) -> str:
         return self.bootstrap_servers or "127.0.0.1:9092"
 
-    def topic(self, name: str) -> str:
-        return f"{self.topic_prefix}{name}"
+    @cached_property
+    def names(self) -> Names:
+        return Names.with_prefix(self.topic_prefix)
 
     @property
     def outputs(self) -> Path:
@@ -68,49 +133,45 @@ class Settings:
 
     def client_config(self, **ours) -> dict:
         """confluent-kafka config: our defaults, then the user's settings on top."""
-        conf = {"bootstrap.servers": self.bootstrap, **ours}
-        conf.update(parse_kafka_config(self.kafka_config))
-        return conf
+        return {"bootstrap.servers": self.bootstrap, **ours, **parse_kafka_config(self.kafka_config)}
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, for the processes we start."""
         env = {}
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "bootstrap_servers":
-                value = self.bootstrap
+            value = self.bootstrap if f.name == "bootstrap_servers" else getattr(self, f.name)
             if value not in (None, ()):
                 env[f.metadata["env"]] = ",".join(value) if isinstance(value, tuple) else str(value)
         return env
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def load(cls, environ=os.environ, **flags) -> "Settings":
+    def load(cls, environ: Mapping[str, str] = os.environ, flags: Mapping[str, Any] | None = None) -> Settings:
+        """Defaults, overridden by the environment, overridden by flags (by field name)."""
+        flags = flags or {}
         values = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.metadata["env"])
             if raw not in (None, ""):
-                values[f.name] = _convert(f, raw)
-            if flags.get(f.name) not in (None, ()):
-                values[f.name] = _convert(f, flags[f.name])
-        settings = cls(**values)
-        if settings.guarantee not in GUARANTEES:
-            raise DvpError(f"guarantee must be one of {', '.join(GUARANTEES)}, got {settings.guarantee!r}")
-        return settings
+                values[f.name] = _parse(f, raw, f.metadata["env"])
+            if flags.get(f.name) not in (None, (), []):
+                values[f.name] = _parse(f, flags[f.name], f.metadata["flag"] or f.name)
+        return cls(**values)
 
 
-def _convert(f: dataclasses.Field, raw):
-    if f.name == "kafka_config":
-        return tuple(raw.split(",")) if isinstance(raw, str) else tuple(raw)
-    kind = type(f.default) if f.default is not None else str
-    if f.name == "output_dir":
-        kind = Path
+def _parse(f: dataclasses.Field, raw, source: str):
+    parse = f.metadata["parse"]
     try:
-        return kind(raw)
+        return parse(raw)
     except ValueError:
-        raise DvpError(f"{f.metadata['env']}: {raw!r} is not a valid {kind.__name__}") from None
+        raise DvpError(f"{source}: {raw!r} is not a valid {getattr(parse, '__name__', 'value')}") from None
+
+
+def flag_settings() -> list[dataclasses.Field]:
+    """The settings that have a command-line flag."""
+    return [f for f in dataclasses.fields(Settings) if f.metadata["flag"]]
 
 
 def parse_kafka_config(items) -> dict:
@@ -124,6 +185,6 @@ def parse_kafka_config(items) -> dict:
 
 
 def describe() -> list[tuple[str, str, str]]:
-    """(variable, flag, help) for every setting: what the README's table shows."""
+    """(variable, flag, help) for every setting: what `dvp config` and the README's table show."""
     return [(f.metadata["env"], f.metadata["flag"] or "", f.metadata["help"])
             for f in dataclasses.fields(Settings)]

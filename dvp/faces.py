@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +15,7 @@ class Face:
     w: float
     h: float
     score: float
-    landmarks: Optional[np.ndarray] = None
+    landmarks: np.ndarray | None = None
 
 
 class FaceDetector:
@@ -27,7 +27,7 @@ class FaceDetector:
         self._mp = mp
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_confidence)
-        self._mesh = None
+        self._mesh: Any = None  # the face-mesh model, loaded when a filter first needs landmarks
         self._max_faces = max_faces
         self._min_confidence = min_confidence
 

@@ -2,25 +2,25 @@
 from __future__ import annotations
 
 import logging
-import time
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dvp.config import Settings
 from dvp.errors import BrokerError
+from dvp.waiting import wait_until
 
-log = logging.getLogger("dvp.kafka")
 # librdkafka's own log lines go through Python logging (quiet unless -v).
-RDKAFKA_LOGS = {"logger": logging.getLogger("dvp.rdkafka")}
+RDKAFKA_LOGS: dict[str, Any] = {"logger": logging.getLogger("dvp.rdkafka")}
 
 
 def admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.client_config(**RDKAFKA_LOGS))
 
 
-def wait_reachable(settings: Settings, timeout: Optional[float] = None) -> AdminClient:
+def wait_reachable(settings: Settings, timeout: float | None = None) -> AdminClient:
     """Return an admin client once the cluster answers, or fail within the timeout."""
     timeout = settings.connect_timeout_s if timeout is None else timeout
     client = admin(settings)
@@ -35,15 +35,15 @@ def wait_reachable(settings: Settings, timeout: Optional[float] = None) -> Admin
 
 def topic_partitions(settings: Settings) -> dict[str, int]:
     return {
-        settings.topic("frames"): settings.frames_partitions,
-        settings.topic("processed"): settings.processed_partitions,
-        settings.topic("jobs"): 4,
-        settings.topic("metrics"): 4,
-        settings.topic("deadletter"): 1,
+        settings.names.frames: settings.frames_partitions,
+        settings.names.processed: settings.processed_partitions,
+        settings.names.jobs: 4,
+        settings.names.metrics: 4,
+        settings.names.deadletter: 1,
     }
 
 
-def ensure_topics(settings: Settings, compacted: Optional[dict[str, int]] = None) -> None:
+def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -> None:
     """Create the pipeline's topics, and any `compacted` ones ({name: partitions}),
     explicitly: auto-created topics get the wrong size, or none at all."""
     client = wait_reachable(settings)
@@ -61,15 +61,14 @@ def ensure_topics(settings: Settings, compacted: Optional[dict[str, int]] = None
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from None
-    deadline = time.monotonic() + settings.connect_timeout_s
-    while True:  # creation is asynchronous on real clusters: wait for every leader
+
+    def all_led() -> bool:  # creation is asynchronous on real clusters: wait for every leader
         topics = client.list_topics(timeout=settings.connect_timeout_s).topics
-        if all(name in topics and topics[name].partitions
-               and all(p.leader >= 0 for p in topics[name].partitions.values()) for name in wanted):
-            return
-        if time.monotonic() > deadline:
-            raise BrokerError(f"topics {sorted(wanted)} did not appear on {settings.bootstrap}")
-        time.sleep(0.2)
+        return all(name in topics and topics[name].partitions
+                   and all(p.leader >= 0 for p in topics[name].partitions.values()) for name in wanted)
+
+    wait_until(all_led, settings.connect_timeout_s,
+               f"topics {sorted(wanted)} did not appear on {settings.bootstrap}", error=BrokerError)
 
 
 def partition_count(settings: Settings, topic: str) -> int:
@@ -81,18 +80,27 @@ def partition_count(settings: Settings, topic: str) -> int:
 
 def watermarks(consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
     """(low, high) offsets of a partition, retried while its leader settles."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def offsets() -> tuple[int, int] | None:
         try:
             return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
         except KafkaException as exc:
-            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION \
-                    or time.monotonic() > deadline:
-                raise BrokerError(f"cannot read the offsets of {topic}[{partition}]: {exc.args[0].str()}") from None
-            time.sleep(0.2)
+            err = exc.args[0]
+            if not err.retriable() and err.code() != KafkaError.NOT_LEADER_FOR_PARTITION:
+                raise BrokerError(f"cannot read the offsets of {topic}[{partition}]: {err.str()}") from None
+            return None
+
+    return wait_until(offsets, timeout, f"cannot read the offsets of {topic}[{partition}] within {timeout:g} s",
+                      error=BrokerError)
 
 
-Delivered = Callable[[Optional[KafkaError], object], None]
+def dead_letter_headers(reason: str, topic: str, partition: int, offset: int,
+                        **context: str) -> list[tuple[str, bytes]]:
+    """Headers of a record set aside on the dead-letter topic: why, and where it came from."""
+    fields = {"error": reason, "topic": topic, "partition": str(partition), "offset": str(offset), **context}
+    return [(f"dvp.{name}", value.encode()) for name, value in fields.items()]
+
+
+Delivered = Callable[[KafkaError | None, object], None]
 
 
 class ReliableProducer:
@@ -100,7 +108,7 @@ class ReliableProducer:
     acks=all, a delivery callback for every record, poll(0) after each send,
     back-off when the local queue is full, and delivery errors kept, not lost."""
 
-    def __init__(self, settings: Settings, transactional_id: Optional[str] = None, **extra):
+    def __init__(self, settings: Settings, transactional_id: str | None = None, **extra):
         conf = settings.client_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             # Java-compatible key hashing: every client puts a job on the same partition.
@@ -131,16 +139,16 @@ class ReliableProducer:
     def abort(self) -> None:
         self._producer.abort_transaction(self.timeout)
 
-    def send(self, topic: str, value: bytes, key: Optional[bytes] = None,
-             partition: Optional[int] = None, on_delivery: Optional[Delivered] = None,
-             headers: Optional[list] = None) -> None:
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             partition: int | None = None, on_delivery: Delivered | None = None,
+             headers: list | None = None) -> None:
         def delivered(err, msg):
             if err is not None:
                 self.errors.append(f"{topic}: {err.str()}")
             if on_delivery is not None:
                 on_delivery(err, msg)
 
-        kwargs = {"key": key, "on_delivery": delivered, "headers": headers}
+        kwargs: dict[str, Any] = {"key": key, "on_delivery": delivered, "headers": headers}
         if partition is not None:
             kwargs["partition"] = partition
         while True:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, cast
 
 import av
 import numpy as np
@@ -17,7 +18,7 @@ from dvp.errors import InputError
 class VideoInfo:
     fps: Fraction
     time_base: Fraction
-    frame_count: Optional[int]
+    frame_count: int | None
     has_audio: bool
 
 
@@ -56,34 +57,31 @@ class VideoSource:
             frame_count=self._video.frames or None,
             has_audio=self._audio is not None,
         )
-        self._audio_file: Optional[BinaryIO] = None
-        self._audio_out = None
-        self._audio_shift: Optional[int] = None  # known once the first picture is decoded
+        self._audio_copy: _AudioCopy | None = None
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        self._finish_audio()
         self._container.close()
-        if self._audio_file is not None:
-            self._audio_file.close()
+        if self._audio_copy is not None:
+            self._audio_copy.close()
 
     def frames(self) -> Iterator[SourceFrame]:
         """Decode every video frame; audio packets met on the way are kept."""
         info, first_pts, last_pts, index = self.info, None, -1, 0
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
         if self._audio is not None:
-            self._start_audio()
+            self._audio_copy = _AudioCopy(self._audio, info.time_base)
         try:
             for packet in self._container.demux(*streams):
-                if packet.stream is self._audio:
-                    self._copy_audio(packet, first_pts)
+                if self._audio_copy is not None and packet.stream is self._audio:
+                    self._audio_copy.add(packet, first_pts)
                     continue
-                for frame in packet.decode():
+                for frame in cast(list[av.VideoFrame], packet.decode()):
                     pts = frame.pts if frame.pts is not None else round(index / info.fps / info.time_base)
                     if first_pts is None:
                         first_pts = pts
@@ -95,53 +93,67 @@ class VideoSource:
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: corrupt video at frame {index} ({_reason(exc)})") from None
 
-    # -- audio, remuxed without decoding -------------------------------------------------
-    def _start_audio(self) -> None:
-        self._audio_file = tempfile.TemporaryFile(prefix="dvp-audio-")
-        self._audio_out = av.open(self._audio_file, "w", format="matroska")
-        self._audio_stream = self._audio_out.add_stream_from_template(self._audio)
-        self._audio_pending: list = []
+    def audio_chunks(self, size: int) -> Iterator[bytes]:
+        """The audio track as Matroska bytes, in pieces; call after frames()."""
+        if self._audio_copy is None:
+            return
+        remuxed = self._audio_copy.finish()
+        while chunk := remuxed.read(size):
+            yield chunk
 
-    def _copy_audio(self, packet, video_start_pts: Optional[int]) -> None:
+
+class _AudioCopy:
+    """Audio packets remuxed without decoding into a Matroska file, their
+    timestamps shifted like the video's so that both start together."""
+
+    def __init__(self, stream, video_time_base: Fraction):
+        self._stream = stream
+        self._video_time_base = video_time_base
+        self._file: BinaryIO = tempfile.TemporaryFile(prefix="dvp-audio-")
+        self._out = av.open(self._file, "w", format="matroska")
+        self._out_stream = self._out.add_stream_from_template(stream)
+        self._pending: list = []
+        self._shift: int | None = None  # known once the first picture is decoded
+        self._finished = False
+
+    def add(self, packet, video_start_pts: int | None) -> None:
         if packet.dts is None or packet.size == 0:
             return
         if video_start_pts is None:  # audio before the first video frame: hold it until we know the shift
-            self._audio_pending.append(packet)
+            self._pending.append(packet)
             return
-        if self._audio_shift is None:
-            self._audio_shift = round(video_start_pts * self.info.time_base / self._audio.time_base)
-            self._flush_pending_audio()
-        self._mux_audio(packet)
+        if self._shift is None:
+            self._shift = round(video_start_pts * self._video_time_base / self._stream.time_base)
+            self._flush_pending(self._shift)
+        self._mux(packet, self._shift)
 
-    def _flush_pending_audio(self) -> None:
-        pending, self._audio_pending = self._audio_pending, []
+    def _flush_pending(self, shift: int) -> None:
+        pending, self._pending = self._pending, []
         for held in pending:
-            self._mux_audio(held)
+            self._mux(held, shift)
 
-    def _mux_audio(self, packet) -> None:
-        if packet.pts is not None and packet.pts - self._audio_shift < 0:
+    def _mux(self, packet, shift: int) -> None:
+        if packet.pts is not None and packet.pts - shift < 0:
             return  # audio from before the first picture has nothing to sync with
         if packet.pts is not None:
-            packet.pts -= self._audio_shift
-        packet.dts = max(packet.dts - self._audio_shift, 0)
-        packet.stream = self._audio_stream
-        self._audio_out.mux(packet)
+            packet.pts -= shift
+        packet.dts = max(packet.dts - shift, 0)
+        packet.stream = self._out_stream
+        self._out.mux(packet)
 
-    def _finish_audio(self) -> None:
-        if self._audio_out is not None:
-            self._audio_shift = self._audio_shift or 0
-            self._flush_pending_audio()
-            self._audio_out.close()
-            self._audio_out = None
-            self._audio_file.seek(0)
+    def finish(self) -> BinaryIO:
+        """The remuxed file, read from its start."""
+        if not self._finished:
+            self._flush_pending(self._shift or 0)
+            self._out.close()
+            self._finished = True
+        self._file.seek(0)
+        return self._file
 
-    def audio_chunks(self, size: int) -> Iterator[bytes]:
-        """The audio track as Matroska bytes, in pieces; call after frames()."""
-        if self._audio is None:
-            return
-        self._finish_audio()
-        while chunk := self._audio_file.read(size):
-            yield chunk
+    def close(self) -> None:
+        if not self._finished:
+            self._out.close()
+        self._file.close()
 
 
 def _upright(frame) -> np.ndarray:

@@ -8,11 +8,10 @@ from pathlib import Path
 from dvp.config import Settings
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec
+from dvp.infra.stack import Stack
 from dvp.media import VideoSource
-from infra.stack import Stack
-from producers.publish import publish
-from producers.watch import JobWatcher
-
+from dvp.producers.publish import publish
+from dvp.producers.watch import JobWatcher
 
 # Progress comes every few frames: this long without any means something is stuck.
 STALL_TIMEOUT_S = 120.0
@@ -47,7 +46,7 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
             workers: int = 2, progress: bool = True) -> Summary:
     precheck(path, filter_spec)
     began = time.monotonic()
-    with Stack(settings, workers) as stack:
+    with Stack.running(settings, workers) as stack:
         watcher = JobWatcher(stack.settings)
         try:
             published = publish(stack.settings, path, filter_spec, output=str(Path(output).absolute()),

@@ -73,7 +73,7 @@ def write_sample(path: str, seconds: float = 4.0, width: int = 640, height: int 
                 piece = wave[start:start + block]
                 if len(piece) < block:
                     piece = np.pad(piece, (0, block - len(piece)))
-                frame = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = rate, start
-                out.mux(sound.encode(frame))
+                samples = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
+                samples.sample_rate, samples.pts = rate, start
+                out.mux(sound.encode(samples))
             out.mux(sound.encode())

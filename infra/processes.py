@@ -5,10 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+
+from dvp.errors import DvpError
+from dvp.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -19,18 +20,7 @@ class Service:
 
     @property
     def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        # A zombie child of ours is dead too.
-        try:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            return pid == 0
-        except ChildProcessError:
-            return True
+        return alive(self.pid)
 
 
 class ServiceDir:
@@ -64,23 +54,46 @@ class ServiceDir:
             found.append(Service(pid_file.stem, pid, self.logs / f"{pid_file.stem}.log"))
         return found
 
-    def get(self, name: str) -> Optional[Service]:
+    def get(self, name: str) -> Service | None:
         return next((s for s in self.services() if s.name == name), None)
 
-    def stop(self, names: Optional[list[str]] = None, timeout: float = 30.0) -> list[Service]:
+    def stop(self, names: list[str] | None = None, timeout: float = 30.0) -> list[Service]:
         """SIGTERM (workers finish their frames), then SIGKILL what is left."""
         targets = [s for s in self.services() if names is None or s.name in names]
+        stop_processes([s.pid for s in targets], timeout)
         for service in targets:
-            if service.alive:
-                signal_group(service.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(s.alive for s in targets) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for service in targets:
-            if service.alive:
-                signal_group(service.pid, signal.SIGKILL)
             (self.run / f"{service.name}.pid").unlink(missing_ok=True)
         return targets
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is dead too: reap it.
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        return reaped == 0
+    except ChildProcessError:
+        return True
+
+
+def stop_processes(pids: list[int], grace: float) -> None:
+    """SIGTERM each process and the processes it started (services finish what
+    they hold), then SIGKILL what is still running after `grace` seconds."""
+    for pid in pids:
+        if alive(pid):
+            signal_group(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not any(alive(pid) for pid in pids), grace, "", interval=0.1)
+    except DvpError:
+        for pid in pids:
+            if alive(pid):
+                signal_group(pid, signal.SIGKILL)
+        wait_until(lambda: not any(alive(pid) for pid in pids), grace, "processes survived SIGKILL", interval=0.1)
 
 
 def signal_group(pid: int, sig: int) -> None:

@@ -7,14 +7,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError
-from infra import tansu
-from infra.processes import Service, ServiceDir, dvp_command
+from dvp.infra import tansu
+from dvp.infra.processes import Service, ServiceDir, dvp_command, stop_processes
 
 LOCAL_PORT = 9092
 # Stop order: first what consumes, last the broker.
@@ -56,34 +57,35 @@ def status(settings: Settings) -> list[Service]:
 
 class Stack:
     """Workers and an aggregator for one job, on the given cluster or on a
-    private embedded broker; everything stops and is removed on exit."""
+    private embedded broker (`Stack.running`); everything stops and is removed
+    when it ends."""
 
-    def __init__(self, settings: Settings, workers: int):
-        self.requested = settings
-        self.workers = workers
-        self.settings: Optional[Settings] = None
-        self._home: Optional[Path] = None
-        self._procs: dict[str, list] = {}
+    def __init__(self, settings: Settings, home: Path, procs: dict[str, list[subprocess.Popen]]):
+        self.settings = settings
+        self._home = home
+        self._procs = procs
 
-    def __enter__(self) -> "Stack":
-        self._home = Path(tempfile.mkdtemp(prefix="dvp-run-"))
-        services = ServiceDir(self._home)
+    @classmethod
+    @contextmanager
+    def running(cls, settings: Settings, workers: int) -> Iterator[Stack]:
+        home = Path(tempfile.mkdtemp(prefix="dvp-run-"))
+        services = ServiceDir(home)
+        procs: dict[str, list[subprocess.Popen]] = {}
         try:
-            settings = self.requested.replace(home=self._home)
+            settings = settings.replace(home=home)
             if settings.bootstrap_servers is None:
                 port = tansu.free_port()
-                self._procs["broker"] = [tansu.start(port, services.logs / "broker.log")]
+                procs["broker"] = [tansu.start(port, services.logs / "broker.log")]
                 settings = settings.replace(bootstrap_servers=f"127.0.0.1:{port}")
             kafka.ensure_topics(settings)
             env = settings.to_env()
-            self._procs["worker"] = [services.spawn(f"worker-{i}", dvp_command("worker"), env)
-                                     for i in range(self.workers)]
-            self._procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator"), env)]
-            self.settings = settings
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+            procs["worker"] = [services.spawn(f"worker-{i}", dvp_command("worker"), env) for i in range(workers)]
+            procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator"), env)]
+            yield cls(settings, home, procs)
+        finally:
+            for name in STOP_ORDER:
+                stop_processes([proc.pid for proc in procs.get(name, ())], grace=30)
+            shutil.rmtree(home, ignore_errors=True)
 
     def check_alive(self) -> None:
         """Raise if the job can no longer finish: the aggregator or every worker died."""
@@ -97,16 +99,3 @@ class Stack:
         kept = Path(tempfile.mkdtemp(prefix="dvp-logs-"))
         shutil.copytree(self._home / "logs", kept, dirs_exist_ok=True)
         return kept
-
-    def __exit__(self, *exc) -> None:
-        for name in STOP_ORDER:
-            for proc in self._procs.get(name, ()):
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in self._procs.get(name, ()):
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        shutil.rmtree(self._home, ignore_errors=True)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from dvp.errors import BrokerError
+from dvp.waiting import wait_until
 
 
 def binary() -> str:
@@ -40,12 +40,17 @@ def start(port: int, log_path: Path, timeout: float = 15.0) -> subprocess.Popen:
             [binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while not port_open(port):
+
+    def listening() -> bool:
         if proc.poll() is not None:
             raise BrokerError(f"the embedded broker exited at start (see {log_path})")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise BrokerError(f"the embedded broker did not listen on port {port} within {timeout:g} s")
-        time.sleep(0.05)
+        return port_open(port)
+
+    try:
+        wait_until(listening, timeout, f"the embedded broker did not listen on port {port} within {timeout:g} s",
+                   interval=0.05, error=BrokerError)
+    except BrokerError:
+        proc.kill()
+        proc.wait()
+        raise
     return proc

@@ -10,7 +10,6 @@ import os
 import uuid
 import zlib
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 from tqdm import tqdm
@@ -36,7 +35,7 @@ def new_job_id(path: str) -> str:
     return f"{stem[:40] or 'job'}-{uuid.uuid4().hex[:8]}"
 
 
-def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: Optional[str] = None,
+def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
             output: str = "", progress: bool = True) -> Published:
     spec = parse_spec(filter_spec)  # refused here, before anything is sent
     if output:
@@ -55,7 +54,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: Op
                 f"as JPEG, over the {producer.max_bytes / 1e6:.1f} MB Kafka accepts "
                 f"(message.max.bytes); lower --jpeg-quality or raise the limit")
         kafka.ensure_topics(settings)
-        partitions = kafka.partition_count(settings, settings.topic("frames"))
+        partitions = kafka.partition_count(settings, settings.names.frames)
         info = source.info
         start = JobStart(
             job_id=job_id or new_job_id(path), source=os.path.abspath(path), output=output,
@@ -64,7 +63,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: Op
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
             frame_count=info.frame_count, has_audio=info.has_audio, submitted_ts_us=now_us())
         job_key = start.job_id.encode()
-        processed = settings.topic("processed")
+        processed = settings.names.processed
         # The start must precede every processed frame in the log: flush it first.
         producer.send(processed, ASSEMBLY.encode(start), key=job_key)
         producer.flush(settings.connect_timeout_s)
@@ -75,7 +74,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: Op
             for frame in _chain(first, frames):
                 jpeg = first_jpeg if frame.index == 0 else _jpeg(frame.image, quality)
                 record = Frame(start.job_id, frame.index, frame.pts, start.filter, jpeg, now_us(), now_us())
-                producer.send(settings.topic("frames"), FRAMES.encode(record), key=job_key,
+                producer.send(settings.names.frames, FRAMES.encode(record), key=job_key,
                               partition=(base + frame.index) % partitions)
                 count += 1
                 bar.update()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from tqdm import tqdm
@@ -18,19 +18,19 @@ class JobWatcher:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        topic = settings.topic("jobs")
+        topic = settings.names.jobs
         kafka.ensure_topics(settings)
         parts = kafka.partition_count(settings, topic)
         self._consumer = Consumer(settings.client_config(**{
-            "group.id": settings.topic("watch"), "enable.auto.commit": False, **kafka.RDKAFKA_LOGS}))
+            "group.id": settings.names.watch, "enable.auto.commit": False, **kafka.RDKAFKA_LOGS}))
         self._consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(parts)])
         # Resolve OFFSET_END to real positions now, not at the first poll.
         for p in range(parts):
             _low, high = kafka.watermarks(self._consumer, topic, p, settings.connect_timeout_s)
             self._consumer.seek(TopicPartition(topic, p, high))
 
-    def wait(self, job_id: str, total: Optional[int], progress: bool = True,
-             timeout: Optional[float] = None, alive: Callable[[], None] = lambda: None) -> JobCompleted:
+    def wait(self, job_id: str, total: int | None, progress: bool = True,
+             timeout: float | None = None, alive: Callable[[], None] = lambda: None) -> JobCompleted:
         """Block until the job completes; raise DvpError if it fails, if `alive`
         raises, or if nothing is heard of the job for `timeout` seconds."""
         bar = tqdm(total=total, unit="frame", desc="assemble", disable=not progress, leave=False)

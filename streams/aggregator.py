@@ -6,14 +6,15 @@ re-reads each such job from that offset (see replay.py) before taking any
 newer record of it, and the assembler drops what it has already seen."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import ASSEMBLY, JobFailed, JobProgress, JobStart, ProcessedFrame
-from streams.assembler import EncodeOptions, JobAssembler, Outcome
-from streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
+from dvp.streams.assembler import EncodeOptions, JobAssembler, Outcome
+from dvp.streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
 
 log = logging.getLogger("dvp.aggregator")
 
@@ -87,9 +88,9 @@ class Aggregator:
                         break  # finished
         except DvpError as exc:
             self._drop(job_id)
-            return events + [self._end_entry(entry, JobFailed(job_id, f"cannot recover: {exc}"))]
-        if job_id not in self.jobs and self.journal.get(job_id).status == RUNNING:
-            events.append(self._end_entry(entry, JobFailed(job_id, "job start lost from the log")))
+            return events + [self._end(job_id, JobFailed(job_id, f"cannot recover: {exc}"))]
+        if job_id not in self.jobs and (self.journal.get(job_id) or entry).status == RUNNING:
+            events.append(self._end(job_id, JobFailed(job_id, "job start lost from the log")))
         return events
 
     def _records_of(self, job_id: str, entry: JobEntry) -> Iterator:
@@ -132,11 +133,13 @@ class Aggregator:
 
     def _finish(self, job: JobAssembler, outcome: Outcome) -> Outcome:
         self.jobs.pop(job.start.job_id, None)
-        entry = self.journal.get(job.start.job_id)
-        return self._end_entry(entry, outcome)
+        return self._end(job.start.job_id, outcome)
 
-    def _end_entry(self, entry: JobEntry, outcome: Outcome) -> Outcome:
+    def _end(self, job_id: str, outcome: Outcome) -> Outcome:
+        """Journal the job's end, so that a restart does not recover it."""
         status = FAILED if isinstance(outcome, JobFailed) else COMPLETED
-        self.journal.put(JobEntry(entry.job_id, entry.partition, entry.offset, status))
-        log.info("job %s %s", entry.job_id, status)
+        entry = self.journal.get(job_id)
+        if entry is not None:
+            self.journal.put(dataclasses.replace(entry, status=status))
+        log.info("job %s %s", job_id, status)
         return outcome

@@ -13,12 +13,13 @@ from functools import partial
 
 import faust
 
+from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
 from dvp.errors import MalformedRecord
 from dvp.messages import JOBS, JobCompleted, JobProgress
-from streams.aggregator import Aggregator
-from streams.assembler import EncodeOptions
-from streams.replay import read_partition
+from dvp.streams.aggregator import Aggregator
+from dvp.streams.assembler import EncodeOptions
+from dvp.streams.replay import read_partition
 
 log = logging.getLogger("dvp.aggregator")
 
@@ -48,7 +49,7 @@ def _progress_row(event) -> dict:
 def create_app(settings: Settings) -> faust.App:
     work_dir = settings.home / "aggregator"
     app = faust.App(
-        settings.topic("aggregator"),
+        settings.names.aggregator,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
@@ -62,15 +63,15 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
     )
-    processed = app.topic(settings.topic("processed"), key_serializer="raw", value_serializer="raw",
+    processed = app.topic(settings.names.processed, key_serializer="raw", value_serializer="raw",
                           partitions=settings.processed_partitions)
-    jobs = app.topic(settings.topic("jobs"), key_serializer="raw", value_serializer="raw")
-    dead_letters = app.topic(settings.topic("deadletter"), key_serializer="raw", value_serializer="raw")
+    jobs = app.topic(settings.names.jobs, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(settings.names.deadletter, key_serializer="raw", value_serializer="raw")
     progress = app.Table("job-progress", default=None, key_type=str,
                          partitions=settings.processed_partitions)
     aggregator = Aggregator(
         work_dir, settings.outputs, EncodeOptions(settings.crf, settings.preset),
-        replay=partial(read_partition, settings, settings.topic("processed")))
+        replay=partial(read_partition, settings, settings.names.processed))
     # One thread: the assembly is serial, and the event loop stays free.
     assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
 
@@ -89,9 +90,8 @@ def create_app(settings: Settings) -> faust.App:
             except MalformedRecord as exc:  # set aside with where it came from, and go on
                 log.warning("dead letter %d, %s[%d]@%d: %s", aggregator.malformed, msg.topic, msg.partition,
                             msg.offset, exc)
-                await dead_letters.send(key=event.key, value=event.value or b"", headers={
-                    "dvp.error": str(exc).encode(), "dvp.topic": msg.topic.encode(),
-                    "dvp.partition": str(msg.partition).encode(), "dvp.offset": str(msg.offset).encode()})
+                await dead_letters.send(key=event.key, value=event.value or b"", headers=kafka.dead_letter_headers(
+                    str(exc), msg.topic, msg.partition, msg.offset))
                 continue
             await publish(out)  # first: whoever waits for the job must hear of it
             for job_event in out:
@@ -110,7 +110,6 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_aggregator(settings: Settings, loglevel: str = "warn") -> None:
-    from dvp import kafka
     app = create_app(settings)
     # Faust would create its tables' changelogs itself, but asynchronously: on a cluster
     # without auto-creation the first table write can race that and crash the agent.

@@ -8,14 +8,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Union
 
 import cv2
 import numpy as np
 
-from dvp.messages import (AudioChunk, FrameFailed, JobAbort, JobCompleted, JobEnd, JobFailed,
-                          JobStart, ProcessedFrame, now_us)
-from streams.encode import VideoEncoder, mux_output
+from dvp.messages import (
+    AudioChunk,
+    FrameFailed,
+    JobAbort,
+    JobCompleted,
+    JobEnd,
+    JobFailed,
+    JobStart,
+    ProcessedFrame,
+    now_us,
+)
+from dvp.streams.encode import VideoEncoder, mux_output
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class EncodeOptions:
     preset: str
 
 
-Outcome = Union[JobCompleted, JobFailed]
+Outcome = JobCompleted | JobFailed
 
 
 class JobAssembler:
@@ -35,19 +43,19 @@ class JobAssembler:
         self._video_path = work_dir / f"{start.job_id}.video.mp4"
         self._audio_path = work_dir / f"{start.job_id}.audio.mka"
         self.discard()  # a restarted job starts from scratch
-        self._encoder: Optional[VideoEncoder] = None
+        self._encoder: VideoEncoder | None = None
         self._early: dict[int, ProcessedFrame] = {}
         self._audio_chunks = 0
-        self._end: Optional[JobEnd] = None
+        self._end: JobEnd | None = None
         self.written = 0
         self.faces = 0
-        self.outcome: Optional[Outcome] = None
+        self.outcome: Outcome | None = None
 
     @property
-    def total(self) -> Optional[int]:
+    def total(self) -> int | None:
         return self._end.frame_count if self._end else self.start.frame_count
 
-    def add(self, record) -> Optional[Outcome]:
+    def add(self, record) -> Outcome | None:
         """Take one record of this job; return the outcome once the job ends."""
         if self.outcome is not None:
             return None
@@ -87,7 +95,7 @@ class JobAssembler:
             self.faces += len(frame.faces)
 
     def _finish(self) -> Outcome:
-        if self.written == 0:
+        if self.written == 0 or self._encoder is None:
             return self.fail("the job has no frames")
         self._encoder.close()
         self._encoder = None

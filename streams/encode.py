@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional
 
 import av
 import numpy as np
@@ -41,7 +41,7 @@ class VideoEncoder:
         self._out.close()
 
 
-def mux_output(video: Path, audio: Optional[Path], output: Path) -> float:
+def mux_output(video: Path, audio: Path | None, output: Path) -> float:
     """Write `output` (MP4, faststart) from the encoded video and the source's
     audio, interleaved by time; atomically, so a half-written file never
     carries the final name. Returns the output's duration in seconds."""

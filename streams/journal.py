@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -28,7 +28,7 @@ class Journal:
     def _path(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.json"
 
-    def get(self, job_id: str) -> Optional[JobEntry]:
+    def get(self, job_id: str) -> JobEntry | None:
         try:
             return JobEntry(**json.loads(self._path(job_id).read_text()))
         except (FileNotFoundError, ValueError, TypeError):

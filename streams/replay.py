@@ -2,9 +2,9 @@
 any consumer group: how a restarted aggregator recovers a job's records."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from dvp import kafka
 from dvp.config import Settings
@@ -13,7 +13,7 @@ from dvp.errors import BrokerError
 
 def read_partition(settings: Settings, topic: str, partition: int, start: int) -> Iterator[tuple[int, bytes]]:
     consumer = Consumer(settings.client_config(**{
-        "group.id": settings.topic("replay"), "enable.auto.commit": False,
+        "group.id": settings.names.replay, "enable.auto.commit": False,
         "enable.partition.eof": True, **kafka.RDKAFKA_LOGS}))
     try:
         _low, end = kafka.watermarks(consumer, topic, partition, settings.connect_timeout_s)
@@ -24,12 +24,15 @@ def read_partition(settings: Settings, topic: str, partition: int, start: int) -
             msg = consumer.poll(settings.connect_timeout_s)
             if msg is None:
                 raise BrokerError(f"replay of {topic}[{partition}] from {start} stalled")
-            if msg.error():
-                if msg.error().code() == msg.error()._PARTITION_EOF:
+            err, offset, value = msg.error(), msg.offset(), msg.value()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     return
-                raise BrokerError(f"replay of {topic}[{partition}]: {msg.error().str()}")
-            yield msg.offset(), msg.value()
-            if msg.offset() + 1 >= end:
+                raise BrokerError(f"replay of {topic}[{partition}]: {err.str()}")
+            if offset is None or value is None:
+                raise BrokerError(f"replay of {topic}[{partition}]: a record without offset or value")
+            yield offset, value
+            if offset + 1 >= end:
                 return
     finally:
         consumer.close()

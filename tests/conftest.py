@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from dvp.config import Settings
+from dvp.infra import tansu
+from dvp.infra.kafka.cluster import KafkaCluster
 from dvp.sample import write_sample
-from infra import tansu
-from infra.kafka import KafkaCluster
 from tests.helpers import Services
 
 _prefixes = itertools.count()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from dvp.config import Settings
+from dvp.infra.processes import stop_processes
+from dvp.waiting import wait_until
 
 
 @dataclass
@@ -66,15 +67,7 @@ class Services:
         return self.start("aggregator")
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes([p.pid for p in self.procs], grace=20)
 
     def log_text(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
@@ -106,13 +99,8 @@ def read_topic(settings: Settings, topic: str, timeout: float = 10) -> list:
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    return wait_until(condition, timeout, f"timed out after {timeout:g} s waiting for {what}", interval,
+                      error=AssertionError)
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,11 +4,10 @@ import random
 import cv2
 import pytest
 
-from dvp.messages import (ASSEMBLY, FaceBox, JobCompleted, JobEnd, JobFailed, JobStart, ProcessedFrame,
-                          StageTimings)
+from dvp.messages import ASSEMBLY, FaceBox, JobCompleted, JobEnd, JobFailed, JobStart, ProcessedFrame, StageTimings
 from dvp.sample import read_stamp
-from streams.aggregator import Aggregator
-from streams.assembler import EncodeOptions
+from dvp.streams.aggregator import Aggregator
+from dvp.streams.assembler import EncodeOptions
 from tests.helpers import read_video
 
 T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from dvp.errors import DvpError
-from infra.tansu import free_port
-from producers.publish import publish
-from producers.watch import JobWatcher
+from dvp.infra.tansu import free_port
+from dvp.producers.publish import publish
+from dvp.producers.watch import JobWatcher
 from tests.helpers import dvp, read_video
 
 pytestmark = pytest.mark.integration
@@ -157,5 +157,5 @@ def test_bad_job_ids_and_settings_are_refused(clips, tmp_path):
     out = tmp_path / "out.mp4"
     assert_refused(dvp("publish", str(clips["face"]), "--filter", "blur", "--job-id", "../evil"), "job id", out)
     assert_refused(dvp("run", str(clips["face"]), "-o", str(out), "--workers", "0"), "--workers must be", out)
-    assert_refused(dvp("run", str(clips["face"]), "-o", str(out), "--jpeg-quality", "0"), "JPEG quality", out)
+    assert_refused(dvp("run", str(clips["face"]), "-o", str(out), "--jpeg-quality", "0"), "--jpeg-quality", out)
     assert_refused(dvp("run", str(clips["face"]), "-o", str(out), "--kafka-config", "oops"), "KEY=VALUE", out)

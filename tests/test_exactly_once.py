@@ -4,13 +4,12 @@ import signal
 import time
 from collections import Counter
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-import pytest
-
 from dvp.messages import ASSEMBLY, METRICS, FrameMetrics, ProcessedFrame
-from producers.publish import publish
-from producers.watch import JobWatcher
+from dvp.producers.publish import publish
+from dvp.producers.watch import JobWatcher
 from tests.helpers import read_topic, read_video, wait_for
 
 pytestmark = pytest.mark.integration
@@ -46,7 +45,7 @@ def test_worker_killed_mid_transaction_leaves_each_frame_once(broker_kind, setti
         published = publish(settings, str(clips["long"]), "blur", output=str(tmp_path / "out.mp4"),
                             progress=False)
         # Its first output, seen before any commit: the victim is inside a transaction.
-        wait_for_uncommitted(settings, settings.topic("metrics"), lambda m: m.pid == victim.pid, timeout=90)
+        wait_for_uncommitted(settings, settings.names.metrics, lambda m: m.pid == victim.pid, timeout=90)
         os.kill(victim.pid, signal.SIGKILL)
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=180)
     finally:
@@ -60,8 +59,8 @@ def test_worker_killed_mid_transaction_leaves_each_frame_once(broker_kind, setti
         messages = (decode(v) for _, _, _, v in read_topic(settings, topic))
         return Counter(m.index for m in messages if isinstance(m, kind))
 
-    wait_for(lambda: sum(committed(settings.topic("processed"), ASSEMBLY.decode, ProcessedFrame).values())
+    wait_for(lambda: sum(committed(settings.names.processed, ASSEMBLY.decode, ProcessedFrame).values())
              >= published.frames, 60, "the dead transaction's abort")
     expected = Counter(range(published.frames))
-    assert committed(settings.topic("processed"), ASSEMBLY.decode, ProcessedFrame) == expected
-    assert committed(settings.topic("metrics"), METRICS.decode, FrameMetrics) == expected
+    assert committed(settings.names.processed, ASSEMBLY.decode, ProcessedFrame) == expected
+    assert committed(settings.names.metrics, METRICS.decode, FrameMetrics) == expected

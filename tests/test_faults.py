@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from dvp.sample import read_stamp
-from infra.kafka import KafkaCluster
-from producers.publish import publish
-from producers.watch import JobWatcher
-from tests.conftest import running_services, settings_for
+from dvp.infra.kafka.cluster import KafkaCluster
 from dvp.messages import METRICS
+from dvp.producers.publish import publish
+from dvp.producers.watch import JobWatcher
+from dvp.sample import read_stamp
+from tests.conftest import running_services, settings_for
 from tests.helpers import Services, psnr, read_topic, read_video, wait_for
 
 pytestmark = pytest.mark.faults
@@ -48,7 +48,7 @@ def run(settings, services, clip, out, fault=None):
         began = time.monotonic()
         published = publish(settings, str(clip), "blur", output=str(out), progress=False)
         if fault is not None:
-            wait_for(lambda: len(read_topic(settings, settings.topic("metrics"), timeout=2)) >= published.frames // 10,
+            wait_for(lambda: len(read_topic(settings, settings.names.metrics, timeout=2)) >= published.frames // 10,
                      90, "a tenth of the frames")
             fault(workers, aggregator)
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=180)
@@ -60,10 +60,11 @@ def run(settings, services, clip, out, fault=None):
 def longest_stall(settings) -> float:
     """The longest wait between two frames of one frames partition being processed."""
     times: dict[int, list[int]] = {}
-    for _, _, _, value in read_topic(settings, settings.topic("metrics")):
+    for _, _, _, value in read_topic(settings, settings.names.metrics):
         m = METRICS.decode(value)
         times.setdefault(m.partition, []).append(m.ts_us)
-    return max((b - a for ts in times.values() for a, b in zip(sorted(ts), sorted(ts)[1:])), default=0) / 1e6
+    gaps = (b - a for ts in map(sorted, times.values()) for a, b in zip(ts, ts[1:], strict=False))
+    return max(gaps, default=0) / 1e6
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def compare(name, baseline, settings, output, wall):
     report = {"fault": name, "lost": n - len(set(stamps) & set(range(n))),
               "duplicates": len(stamps) - len(set(stamps)), "stall_s": longest_stall(settings),
               "delay_s": wall - base_wall,
-              "min_psnr": min(psnr(a, b) for a, b in zip(expected.frames, video.frames))}
+              "min_psnr": min(psnr(a, b) for a, b in zip(expected.frames, video.frames, strict=False))}
     FAULT_REPORT.append(report)
     assert report["lost"] == 0 and report["duplicates"] == 0
     assert stamps == list(range(n))
@@ -100,7 +101,9 @@ def test_broker_killed_mid_job(cluster, cluster_settings, cluster_services, base
     restart = threading.Timer(5.0, cluster.start_node, args=(1,), kwargs={"wait": False})
 
     def kill_broker(workers, aggregator):
-        cluster.kill_node(1)
+        node = cluster.procs.pop(1)
+        node.kill()
+        node.wait()
         restart.start()
 
     try:

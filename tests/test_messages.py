@@ -2,9 +2,21 @@ import dataclasses
 
 import pytest
 
+from dvp.codec import check_matches, load_schema
 from dvp.errors import MalformedRecord
-from dvp.messages import (ASSEMBLY, FRAMES, JOBS, METRICS, FaceBox, Frame, FrameMetrics, JobCompleted,
-                          JobStart, ProcessedFrame, StageTimings, _check, _raw)
+from dvp.messages import (
+    ASSEMBLY,
+    FRAMES,
+    JOBS,
+    METRICS,
+    FaceBox,
+    Frame,
+    FrameMetrics,
+    JobCompleted,
+    JobStart,
+    ProcessedFrame,
+    StageTimings,
+)
 
 TIMINGS = StageTimings(1.0, 2.0, 3.0, 4.0, 5.0)
 
@@ -51,11 +63,11 @@ def test_dataclasses_must_match_their_schema():
         job_id: str
         why: str
     with pytest.raises(TypeError, match="differ from schema"):
-        _check(JobFailed, _raw("JobFailed"))
+        check_matches(JobFailed, load_schema("JobFailed"))
 
     @dataclasses.dataclass
     class JobAbort:
         job_id: str
         reason: int
     with pytest.raises(TypeError, match="does not match Avro"):
-        _check(JobAbort, _raw("JobAbort"))
+        check_matches(JobAbort, load_schema("JobAbort"))

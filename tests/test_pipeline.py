@@ -6,16 +6,15 @@ import subprocess
 from fractions import Fraction
 
 import av
-
 import numpy as np
 import pytest
 
 from dvp.faces import FaceDetector
 from dvp.filters.regions import padded_box
 from dvp.messages import ASSEMBLY, METRICS, ProcessedFrame
+from dvp.producers.publish import publish
+from dvp.producers.watch import JobWatcher
 from dvp.sample import read_stamp
-from producers.publish import publish
-from producers.watch import JobWatcher
 from tests.helpers import dvp, mean_abs_diff, psnr, read_topic, read_video, wait_for
 
 pytestmark = pytest.mark.integration
@@ -66,7 +65,7 @@ def test_dvp_run_filters_faces_and_keeps_everything_else(clips, tmp_path):
 def assert_faces_filtered_and_the_rest_kept(source_frames, output_frames):
     detector = FaceDetector()
     with_faces = 0
-    for i, (before, after) in enumerate(zip(source_frames, output_frames)):
+    for i, (before, after) in enumerate(zip(source_frames, output_frames, strict=False)):
         faces = detector.detect(before)
         mask = np.ones(before.shape[:2], bool)
         for face in faces:
@@ -86,14 +85,14 @@ def test_two_workers_share_one_job(settings, services, clips, tmp_path):
     services.aggregator()
     published, done = run_job(settings, clips["face"], tmp_path)
     assert done.frames == published.frames == 75
-    frames = [ASSEMBLY.decode(v) for _, _, _, v in read_topic(settings, settings.topic("processed"))]
+    frames = [ASSEMBLY.decode(v) for _, _, _, v in read_topic(settings, settings.names.processed)]
     by_worker = {}
     for f in frames:
         if isinstance(f, ProcessedFrame):
             by_worker[f.worker_id] = by_worker.get(f.worker_id, 0) + 1
     assert len(by_worker) == 2, by_worker
     assert all(n >= 5 for n in by_worker.values()), by_worker
-    metrics = [METRICS.decode(v) for _, _, _, v in read_topic(settings, settings.topic("metrics"))]
+    metrics = [METRICS.decode(v) for _, _, _, v in read_topic(settings, settings.names.metrics)]
     assert {m.worker_id for m in metrics} == set(by_worker)
     assert all(m.timings.detect_ms > 0 and m.pid > 0 and m.host for m in metrics)
     assert_every_frame_once_in_order(read_video(done.output), 75)
@@ -105,7 +104,7 @@ def test_worker_killed_mid_job_loses_no_frame(settings, services, clips, tmp_pat
     services.aggregator()
 
     def kill_when_busy():
-        processed = [v for _, _, _, v in read_topic(settings, settings.topic("metrics"), timeout=2)]
+        processed = [v for _, _, _, v in read_topic(settings, settings.names.metrics, timeout=2)]
         if any(METRICS.decode(v).pid == victim.pid for v in processed):
             os.kill(victim.pid, signal.SIGKILL)
             return True
@@ -150,16 +149,16 @@ def test_malformed_records_are_set_aside_and_the_pipeline_goes_on(settings, serv
     from dvp.kafka import ReliableProducer, ensure_topics
     ensure_topics(settings)
     producer = ReliableProducer(settings)
-    producer.send(settings.topic("frames"), b"not avro at all", key=b"k", partition=0)
-    producer.send(settings.topic("processed"), b"DVP\x01\xff\xfe", key=b"k")
+    producer.send(settings.names.frames, b"not avro at all", key=b"k", partition=0)
+    producer.send(settings.names.processed, b"DVP\x01\xff\xfe", key=b"k")
     producer.flush(10)
     services.worker()
     services.aggregator()
     published, done = run_job(settings, clips["face"], tmp_path)
     assert done.frames == published.frames
-    dead = read_topic(settings, settings.topic("deadletter"))
+    dead = read_topic(settings, settings.names.deadletter)
     sources = sorted(dict(h)["dvp.topic"].decode() for _, _, h, _ in dead)
-    assert sources == sorted([settings.topic("frames"), settings.topic("processed")])
+    assert sources == sorted([settings.names.frames, settings.names.processed])
     assert {v for _, _, _, v in dead} == {b"not avro at all", b"DVP\x01\xff\xfe"}
 
 
@@ -170,7 +169,7 @@ def test_worker_stopped_with_sigterm_finishes_its_frames_and_leaves(settings, se
     try:
         published = publish(settings, str(clips["long"]), "blur", output=str(tmp_path / "out.mp4"),
                             progress=False)
-        wait_for(lambda: len(read_topic(settings, settings.topic("metrics"), timeout=2)) >= 10, 60,
+        wait_for(lambda: len(read_topic(settings, settings.names.metrics, timeout=2)) >= 10, 60,
                  "the worker to process frames")
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=30) == 0

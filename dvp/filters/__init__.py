@@ -5,8 +5,8 @@ A job names its filter with a spec string, `NAME` or `NAME:key=value,key=value`,
 checked against the filter's declared parameters before anything is published."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 

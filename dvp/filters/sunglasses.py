@@ -38,8 +38,8 @@ def apply(image, faces, params):
         thickness = max(int(eye * 0.12), 1)
         for centre in (right, left):
             cv2.ellipse(overlay, tuple(int(v) for v in centre), axes, angle, 0, 360, (20, 20, 20), -1)
-        r_in = right + (left - right) * (axes[0] / max(np.linalg.norm(left - right), 1))
-        l_in = left - (left - right) * (axes[0] / max(np.linalg.norm(left - right), 1))
+        inner = (left - right) * (axes[0] / max(float(np.linalg.norm(left - right)), 1.0))
+        r_in, l_in = right + inner, left - inner
         for a, b in ((r_in, l_in), (right_temple, right), (left_temple, left)):
             cv2.line(overlay, tuple(int(v) for v in a), tuple(int(v) for v in b), (20, 20, 20), thickness)
     alpha = params["opacity"]

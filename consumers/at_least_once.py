@@ -1,0 +1,76 @@
+"""The at-least-once consume loop (the default).
+
+A frame's offset is stored for commit only after its result is acknowledged by
+the broker, and only in order (`offsets.py`), so a worker that dies loses no
+frame: another worker processes its in-flight frames again and the aggregator
+drops the duplicates. Offsets are committed in the background and on revoke."""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from dvp.consumers.frames import Consumed, FrameProcessor, send_outcome
+from dvp.consumers.offsets import OffsetTracker
+from dvp.errors import BrokerError
+from dvp.kafka import ReliableProducer
+
+log = logging.getLogger("dvp.worker")
+
+
+class AtLeastOnceLoop:
+    def __init__(self, consumer: Consumer, producer: ReliableProducer, processor: FrameProcessor):
+        self.consumer = consumer
+        self.producer = producer
+        self.processor = processor
+        self.tracker = OffsetTracker()
+
+    def run(self, topic: str, stop: threading.Event) -> None:
+        self.consumer.subscribe([topic], on_revoke=self._on_revoke)
+        try:
+            while not stop.is_set():
+                msg = self.consumer.poll(0.2)
+                if msg is not None and msg.error():
+                    log.warning("consumer error: %s", msg.error())
+                elif msg is not None:
+                    self._handle(msg)
+                self.producer.poll(0)
+                self._store_offsets()
+        finally:
+            self._drain()
+
+    def _handle(self, msg) -> None:
+        record = Consumed(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+        self.tracker.started(record.topic, record.partition, record.offset)
+        send_outcome(self.producer, self.processor.process(record),
+                     functools.partial(self._delivered, record.topic, record.partition, record.offset))
+
+    def _delivered(self, topic: str, partition: int, offset: int, err, _msg) -> None:
+        if err is not None:
+            # Not stored, so the frame is consumed again after the restart this forces.
+            raise KafkaException(err)
+        self.tracker.done(topic, partition, offset)
+
+    def _store_offsets(self) -> None:
+        ready = self.tracker.committable()
+        if ready:
+            self.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in ready.items()])
+
+    def _drain(self) -> None:
+        """Finish in-flight frames: wait for their deliveries, store their offsets."""
+        try:
+            self.producer.flush(30)
+        except BrokerError as exc:
+            log.error("%s", exc)
+        self._store_offsets()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
+        self._drain()
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            log.debug("commit on revoke: %s", exc)
+        for tp in partitions:
+            self.tracker.forget(tp.topic, tp.partition)
