@@ -18,6 +18,9 @@ from dvp.errors import BrokerError
 from dvp.kafka import ReliableProducer
 
 log = logging.getLogger("dvp.worker")
+# How long a stopping worker waits for its in-flight frames to be acknowledged;
+# frames not acknowledged by then are processed again by another worker.
+DRAIN_S = 10
 
 
 class AtLeastOnceLoop:
@@ -61,7 +64,7 @@ class AtLeastOnceLoop:
     def _drain(self) -> None:
         """Finish in-flight frames: wait for their deliveries, store their offsets."""
         try:
-            self.producer.flush(30)
+            self.producer.flush(DRAIN_S)
         except BrokerError as exc:
             log.error("%s", exc)
         self._store_offsets()

@@ -11,6 +11,7 @@ import threading
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from dvp.consumers.frames import Consumed, FrameProcessor, send_outcome
+from dvp.errors import BrokerError
 from dvp.kafka import ReliableProducer
 
 log = logging.getLogger("dvp.worker")
@@ -44,11 +45,18 @@ class TransactionalLoop:
                 send_outcome(self.producer, self.processor.process(record), None)
             self.producer.commit([TopicPartition(t, p, o) for (t, p), o in upto.items()],
                                  self.consumer.consumer_group_metadata())
+            return
         except KafkaException as exc:
             err = exc.args[0]
             if not err.txn_requires_abort():
                 raise  # fenced or fatal: restart, the group hands the frames to others
-            log.warning("transaction aborted (%s); the batch is consumed again", err.str())
-            self.producer.abort()
-            for (t, p), offset in first.items():
+            reason = err.str()
+        except BrokerError as exc:  # a record of the batch was refused: none of it may count
+            reason = str(exc)
+        log.warning("transaction aborted (%s); the batch is consumed again", reason)
+        self.producer.abort()
+        # A rebalance may have taken partitions away meanwhile: their new owner reads them.
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for (t, p), offset in first.items():
+            if (t, p) in assigned:
                 self.consumer.seek(TopicPartition(t, p, offset))

@@ -39,7 +39,7 @@ def _clients(settings: Settings, worker_id: str, exactly_once: bool) -> tuple[Co
                                           **{"transaction.timeout.ms": 10000})
     else:
         producer = kafka.ReliableProducer(settings)
-    consumer = Consumer(settings.client_config(**{
+    consumer = kafka.consumer(settings, **{
         "group.id": settings.names.workers,
         # At-least-once: offsets stored after delivery, committed in the background.
         # Exactly-once: offsets committed inside each transaction, nowhere else.
@@ -49,16 +49,12 @@ def _clients(settings: Settings, worker_id: str, exactly_once: bool) -> tuple[Co
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(settings.session_timeout_ms // 6, 500),
-        "client.id": worker_id,
-        **kafka.RDKAFKA_LOGS}))
+        "client.id": worker_id})
     return consumer, producer
 
 
 def run_worker(settings: Settings) -> None:
     """One worker in this process, until SIGTERM or SIGINT."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     host, pid = socket.gethostname(), os.getpid()
     identity = WorkerIdentity(f"{host}-{pid}", host, _local_ip(settings.bootstrap), pid)
     exactly_once = settings.guarantee == "exactly-once"
@@ -68,6 +64,11 @@ def run_worker(settings: Settings) -> None:
     processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
     loop = (TransactionalLoop if exactly_once else AtLeastOnceLoop)(consumer, producer, processor)
     log.info("worker %s consuming %s (%s)", identity.id, settings.names.frames, settings.guarantee)
+    # Until here a signal ends the process at once; from here on the loop
+    # finishes its in-flight frames first.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         loop.run(settings.names.frames, stop)
     finally:

@@ -149,8 +149,7 @@ def _dispatch(args) -> int:
         if args.action == "up":
             cluster = apache.up(home, _positive(args.brokers, "--brokers"))
             print(f"bootstrap servers: {cluster.bootstrap}")
-            print(f"use it: export DVP_BOOTSTRAP_SERVERS={cluster.bootstrap}"
-                  + (f" DVP_REPLICATION_FACTOR={min(args.brokers, 3)}" if args.brokers > 1 else ""))
+            print(f"use it: export DVP_BOOTSTRAP_SERVERS={cluster.bootstrap}")
         else:
             for s in apache.down(home):
                 print(f"{s.name:<12} pid {s.pid:<8} stopped")

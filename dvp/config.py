@@ -85,8 +85,9 @@ class Settings:
     processed_partitions: int = _setting(8, "DVP_PROCESSED_PARTITIONS", "partitions of the processed topic",
                                          int, check=_at_least(1))
     replication_factor: int = _setting(
-        1, "DVP_REPLICATION_FACTOR", "replication factor of created topics (-1: the cluster's default)",
-        int, check=_replication)
+        -1, "DVP_REPLICATION_FACTOR",
+        "replication factor of created topics; -1: the cluster's default.replication.factor", int,
+        check=_replication)
     jpeg_quality: int = _setting(90, "DVP_JPEG_QUALITY", "JPEG quality of frames on the wire (1-100)", int,
                                  flag="--jpeg-quality", check=_between(1, 100))
     session_timeout_ms: int = _setting(

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from dvp.config import Settings
 from dvp.errors import BrokerError
@@ -16,20 +16,46 @@ from dvp.waiting import wait_until
 RDKAFKA_LOGS: dict[str, Any] = {"logger": logging.getLogger("dvp.rdkafka")}
 
 
+T = TypeVar("T")
+
+
+def _client(factory: Callable[[dict], T], conf: dict) -> T:
+    """A confluent-kafka client; settings it refuses are the user's to fix, in one line."""
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        raise BrokerError(f"Kafka client settings refused: {exc.args[0].str()}") from None
+
+
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(settings.client_config(**RDKAFKA_LOGS))
+    return _client(AdminClient, settings.client_config(**RDKAFKA_LOGS))
+
+
+def consumer(settings: Settings, **conf) -> Consumer:
+    """A consumer with our settings and the user's pass-through ones on top."""
+    return _client(Consumer, settings.client_config(**conf, **RDKAFKA_LOGS))
 
 
 def wait_reachable(settings: Settings, timeout: float | None = None) -> AdminClient:
-    """Return an admin client once the cluster answers, or fail within the timeout."""
+    """Return an admin client once the cluster answers, or fail within the timeout.
+    Asks in short rounds, so that a signal stops the wait promptly."""
     timeout = settings.connect_timeout_s if timeout is None else timeout
     client = admin(settings)
+    last_error: list[str] = ["no answer"]
+
+    def answers() -> bool:
+        try:
+            client.list_topics(timeout=min(timeout, 0.5))
+            return True
+        except KafkaException as exc:
+            last_error[0] = exc.args[0].str() if exc.args else str(exc)
+            return False
+
     try:
-        client.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.bootstrap} within {timeout:g} s "
-            f"({exc.args[0].str() if exc.args else exc})") from None
+        wait_until(answers, timeout, "", interval=0, error=BrokerError)
+    except BrokerError:
+        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap} within {timeout:g} s "
+                          f"({last_error[0]})") from None
     return client
 
 
@@ -43,15 +69,36 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
+def replication_factor(settings: Settings, client: AdminClient | None = None) -> int:
+    """The replication of the topics dvp creates: the setting, or where it is -1
+    (the default) the cluster's own `default.replication.factor`, so that a
+    replicated cluster gets replicated topics without being told twice."""
+    if settings.replication_factor != -1:
+        return settings.replication_factor
+    client = client or wait_reachable(settings)
+    brokers = client.list_topics(timeout=settings.connect_timeout_s).brokers
+    if len(brokers) <= 1:
+        return 1
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+    try:
+        configs = client.describe_configs([resource])[resource].result(timeout=settings.connect_timeout_s)
+        wanted = int(configs["default.replication.factor"].value)
+    except (KafkaException, KeyError, ValueError, TypeError) as exc:
+        raise BrokerError(f"cannot read the cluster's default.replication.factor ({exc}); "
+                          f"set DVP_REPLICATION_FACTOR") from None
+    return max(1, min(wanted, len(brokers)))
+
+
 def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -> None:
     """Create the pipeline's topics, and any `compacted` ones ({name: partitions}),
     explicitly: auto-created topics get the wrong size, or none at all."""
     client = wait_reachable(settings)
     wanted = {**topic_partitions(settings), **(compacted or {})}
     existing = client.list_topics(timeout=settings.connect_timeout_s).topics
-    rf = settings.replication_factor
-    # Acknowledged writes survive the loss of one replica.
-    config = {"min.insync.replicas": str(rf - 1)} if rf >= 3 else {}
+    rf = replication_factor(settings, client)
+    # Given a replication factor, acknowledged writes survive the loss of one
+    # replica; left to the cluster, so is min.insync.replicas.
+    config = {"min.insync.replicas": str(rf - 1)} if settings.replication_factor >= 3 else {}
     missing = [NewTopic(name, parts, rf, config={
                    **config, **({"cleanup.policy": "compact"} if name in (compacted or {}) else {})})
                for name, parts in wanted.items() if name not in existing]
@@ -115,7 +162,7 @@ class ReliableProducer:
             "partitioner": "murmur2_random", **RDKAFKA_LOGS, **extra})
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
-        self._producer = Producer(conf)
+        self._producer = _client(Producer, conf)
         self.max_bytes = int(conf.get("message.max.bytes", 1_000_000))
         self.errors: list[str] = []
         self.timeout = settings.connect_timeout_s

@@ -1,8 +1,10 @@
 """Reading source media with PyAV: video frames as BGR arrays, audio remuxed as-is."""
 from __future__ import annotations
 
+import heapq
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -72,24 +74,34 @@ class VideoSource:
 
     def frames(self) -> Iterator[SourceFrame]:
         """Decode every video frame; audio packets met on the way are kept."""
-        info, first_pts, last_pts, index = self.info, None, -1, 0
+        info, index = self.info, 0
+        first_pts: int | None = None
+        last_pts = -1
+        order = _DisplayOrder()
         streams = [self._video] + ([self._audio] if self._audio is not None else [])
         if self._audio is not None:
             self._audio_copy = _AudioCopy(self._audio, info.time_base)
-        try:
+
+        def decoded() -> Iterator[tuple[av.VideoFrame, int]]:
+            count = 0
             for packet in self._container.demux(*streams):
                 if self._audio_copy is not None and packet.stream is self._audio:
                     self._audio_copy.add(packet, first_pts)
                     continue
                 for frame in cast(list[av.VideoFrame], packet.decode()):
-                    pts = frame.pts if frame.pts is not None else round(index / info.fps / info.time_base)
-                    if first_pts is None:
-                        first_pts = pts
-                    # Encoders need strictly increasing timestamps; broken files repeat them.
-                    pts = max(pts - first_pts, last_pts + 1)
-                    last_pts = pts
-                    yield SourceFrame(index, pts, _upright(frame))
-                    index += 1
+                    yield from order.push(frame, frame.pts if frame.pts is not None
+                                          else round(count / info.fps / info.time_base))
+                    count += 1
+            yield from order.drain()
+
+        try:
+            for frame, pts in decoded():
+                if first_pts is None:
+                    first_pts = pts
+                # Encoders need strictly increasing timestamps; broken files repeat them.
+                last_pts = max(pts - first_pts, last_pts + 1)
+                yield SourceFrame(index, last_pts, _upright(frame))
+                index += 1
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: corrupt video at frame {index} ({_reason(exc)})") from None
 
@@ -100,6 +112,30 @@ class VideoSource:
         remuxed = self._audio_copy.finish()
         while chunk := remuxed.read(size):
             yield chunk
+
+
+class _DisplayOrder:
+    """Display times for decoded frames. Decoders hand frames out in display
+    order, but where the container has no presentation times (AVI) a frame can
+    carry the decode-order time of its packet: 1, 2, 4, 3, 6, 5 with B-frames.
+    Holding a few frames and giving each the smallest time seen so far puts
+    the times back in display order; in-order times pass through unchanged."""
+
+    DEPTH = 4  # frames held: more than B-frames displace a timestamp
+
+    def __init__(self) -> None:
+        self._frames: deque[av.VideoFrame] = deque()
+        self._times: list[int] = []
+
+    def push(self, frame: av.VideoFrame, pts: int) -> Iterator[tuple[av.VideoFrame, int]]:
+        self._frames.append(frame)
+        heapq.heappush(self._times, pts)
+        if len(self._frames) > self.DEPTH:
+            yield self._frames.popleft(), heapq.heappop(self._times)
+
+    def drain(self) -> Iterator[tuple[av.VideoFrame, int]]:
+        while self._frames:
+            yield self._frames.popleft(), heapq.heappop(self._times)
 
 
 class _AudioCopy:

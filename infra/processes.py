@@ -1,4 +1,7 @@
-"""Background processes of the local stack, remembered by pid files."""
+"""Background processes of the local stack, remembered by pid files.
+
+A pid file holds the pid and the process's start time: after a reboot or once
+the pid is reused, the pid names another process, which is never signalled."""
 from __future__ import annotations
 
 import os
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dvp.errors import DvpError
+from dvp.parent import die_with_parent
 from dvp.waiting import wait_until
 
 
@@ -16,11 +20,23 @@ from dvp.waiting import wait_until
 class Service:
     name: str
     pid: int
+    started: str  # the process's start time, as the kernel counts it
     log: Path
 
     @property
     def alive(self) -> bool:
-        return alive(self.pid)
+        """Still running, and still the process that was started."""
+        return alive(self.pid) and start_time(self.pid) == self.started
+
+
+def start_time(pid: int) -> str:
+    """When the process started (clock ticks since boot, field 22 of /proc/PID/stat);
+    '' if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # fields after the command name, which may hold spaces
 
 
 class ServiceDir:
@@ -30,28 +46,25 @@ class ServiceDir:
         self.run = home / "run"
         self.logs = home / "logs"
 
-    def spawn(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
-        self.run.mkdir(parents=True, exist_ok=True)
+    def spawn(self, name: str, argv: list[str], env: dict, with_parent: bool = False) -> subprocess.Popen:
+        """Start a service in its own process group; `with_parent`: it ends when
+        this process does, however this process ends."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs / f"{name}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **env}, start_new_session=True)
+        with open(self.logs / f"{name}.log", "ab") as log:
+            proc = start(argv, log, env, with_parent)
         self.remember(name, proc.pid)
         return proc
 
     def remember(self, name: str, pid: int) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
-        (self.run / f"{name}.pid").write_text(str(pid))
+        (self.run / f"{name}.pid").write_text(f"{pid} {start_time(pid)}")
 
     def services(self) -> list[Service]:
         found = []
         for pid_file in sorted(self.run.glob("*.pid")) if self.run.exists() else ():
-            try:
-                pid = int(pid_file.read_text())
-            except ValueError:
-                continue
-            found.append(Service(pid_file.stem, pid, self.logs / f"{pid_file.stem}.log"))
+            pid, _, started = pid_file.read_text().partition(" ")
+            if pid.isdigit():
+                found.append(Service(pid_file.stem, int(pid), started.strip(), self.logs / f"{pid_file.stem}.log"))
         return found
 
     def get(self, name: str) -> Service | None:
@@ -60,10 +73,18 @@ class ServiceDir:
     def stop(self, names: list[str] | None = None, timeout: float = 30.0) -> list[Service]:
         """SIGTERM (workers finish their frames), then SIGKILL what is left."""
         targets = [s for s in self.services() if names is None or s.name in names]
-        stop_processes([s.pid for s in targets], timeout)
+        stop_processes([s.pid for s in targets if s.alive], timeout)  # a stale pid file signals nothing
         for service in targets:
             (self.run / f"{service.name}.pid").unlink(missing_ok=True)
         return targets
+
+
+def start(argv: list[str], log, env: dict | None = None, with_parent: bool = False) -> subprocess.Popen:
+    """A process in a session of its own (a terminal's Ctrl-C is for its parent to handle)."""
+    parent = os.getpid()
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, start_new_session=True,
+                            preexec_fn=(lambda: die_with_parent(parent)) if with_parent else None)
 
 
 def alive(pid: int) -> bool:

@@ -75,12 +75,13 @@ class Stack:
             settings = settings.replace(home=home)
             if settings.bootstrap_servers is None:
                 port = tansu.free_port()
-                procs["broker"] = [tansu.start(port, services.logs / "broker.log")]
+                procs["broker"] = [tansu.start(port, services.logs / "broker.log", with_parent=True)]
                 settings = settings.replace(bootstrap_servers=f"127.0.0.1:{port}")
             kafka.ensure_topics(settings)
             env = settings.to_env()
-            procs["worker"] = [services.spawn(f"worker-{i}", dvp_command("worker"), env) for i in range(workers)]
-            procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator"), env)]
+            procs["worker"] = [services.spawn(f"worker-{i}", dvp_command("worker"), env, with_parent=True)
+                               for i in range(workers)]
+            procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator"), env, with_parent=True)]
             yield cls(settings, home, procs)
         finally:
             for name in STOP_ORDER:

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from dvp.errors import BrokerError
+from dvp.infra import processes
 from dvp.waiting import wait_until
 
 
@@ -31,15 +32,14 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def start(port: int, log_path: Path, timeout: float = 15.0) -> subprocess.Popen:
-    """Start a broker on 127.0.0.1:port; return once it accepts connections."""
+def start(port: int, log_path: Path, timeout: float = 15.0, with_parent: bool = False) -> subprocess.Popen:
+    """Start a broker on 127.0.0.1:port; return once it accepts connections.
+    `with_parent`: it ends when this process does."""
     url = f"tcp://127.0.0.1:{port}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = processes.start([binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                                "--storage-engine", "memory://tansu/"], log, with_parent=with_parent)
 
     def listening() -> bool:
         if proc.poll() is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, TopicPartition
 from tqdm import tqdm
 
 from dvp import kafka
@@ -21,8 +21,8 @@ class JobWatcher:
         topic = settings.names.jobs
         kafka.ensure_topics(settings)
         parts = kafka.partition_count(settings, topic)
-        self._consumer = Consumer(settings.client_config(**{
-            "group.id": settings.names.watch, "enable.auto.commit": False, **kafka.RDKAFKA_LOGS}))
+        self._consumer = kafka.consumer(settings, **{
+            "group.id": settings.names.watch, "enable.auto.commit": False})
         self._consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(parts)])
         # Resolve OFFSET_END to real positions now, not at the first poll.
         for p in range(parts):

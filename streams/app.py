@@ -46,7 +46,8 @@ def _progress_row(event) -> dict:
     return {"status": "failed", "reason": event.reason}
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, replication: int) -> faust.App:
+    """The app; `replication` is that of the topics Faust creates (kafka.replication_factor)."""
     work_dir = settings.home / "aggregator"
     app = faust.App(
         settings.names.aggregator,
@@ -56,7 +57,7 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(work_dir / "faust"),
         web_enabled=False,
         topic_partitions=settings.processed_partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=replication,
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(settings.session_timeout_ms / 6000, 0.5),
         consumer_auto_offset_reset="earliest",
@@ -110,7 +111,7 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_aggregator(settings: Settings, loglevel: str = "warn") -> None:
-    app = create_app(settings)
+    app = create_app(settings, kafka.replication_factor(settings))
     # Faust would create its tables' changelogs itself, but asynchronously: on a cluster
     # without auto-creation the first table write can race that and crash the agent.
     kafka.ensure_topics(settings, compacted={

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from dvp import kafka
 from dvp.config import Settings
@@ -12,9 +12,9 @@ from dvp.errors import BrokerError
 
 
 def read_partition(settings: Settings, topic: str, partition: int, start: int) -> Iterator[tuple[int, bytes]]:
-    consumer = Consumer(settings.client_config(**{
+    consumer = kafka.consumer(settings, **{
         "group.id": settings.names.replay, "enable.auto.commit": False,
-        "enable.partition.eof": True, **kafka.RDKAFKA_LOGS}))
+        "enable.partition.eof": True})
     try:
         _low, end = kafka.watermarks(consumer, topic, partition, settings.connect_timeout_s)
         if start >= end:

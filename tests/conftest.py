@@ -42,12 +42,12 @@ def broker(broker_kind, tmp_path_factory):
     logs = tmp_path_factory.mktemp(broker_kind)
     if broker_kind == "tansu":
         port = tansu.free_port()
-        proc = tansu.start(port, logs / "broker.log")
+        proc = tansu.start(port, logs / "broker.log", with_parent=True)
         yield f"127.0.0.1:{port}"
         proc.kill()
         proc.wait()
     else:
-        cluster = KafkaCluster(logs, brokers=1).start()
+        cluster = KafkaCluster(logs, brokers=1, with_parent=True).start()
         yield cluster.bootstrap
         cluster.stop()
 

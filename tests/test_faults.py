@@ -1,15 +1,22 @@
 """Faults on a 3-broker Apache Kafka cluster (replication 3, min.insync.replicas 2,
-acks=all, idempotent producers). Each job's output is compared with the same
-job run without the fault; the figures go to the report at the end of the run."""
+acks=all, idempotent producers). Each test proves its fault touched the job
+(the killed broker led the job's partition, the killed worker had processed
+its frames, the aggregator was killed with the job open), compares the output
+with the same job run without the fault, and asserts the stall and delay
+bounds; the figures go to the report at the end of the run."""
 import os
 import signal
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from dvp.infra.kafka.cluster import KafkaCluster
-from dvp.messages import METRICS
+from dvp.messages import METRICS, now_us
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.sample import read_stamp
@@ -23,7 +30,7 @@ FAULT_REPORT: list[dict] = []
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = KafkaCluster(tmp_path_factory.mktemp("cluster"), brokers=3).start()
+    c = KafkaCluster(tmp_path_factory.mktemp("cluster"), brokers=3, with_parent=True).start()
     yield c
     c.stop()
 
@@ -39,22 +46,68 @@ def cluster_services(cluster_settings, tmp_path, request):
         yield s
 
 
-def run(settings, services, clip, out, fault=None):
-    """One job with 2 workers; `fault(workers, aggregator)` runs once a tenth of the frames are done."""
+class MetricsTail:
+    """The metrics records of a test's topics as they arrive: who processed which frame when."""
+
+    def __init__(self, settings):
+        topic = settings.names.metrics
+        self.consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "test-tail"})
+        parts = AdminClient({"bootstrap.servers": settings.bootstrap}).list_topics(topic, timeout=10)
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in parts.topics[topic].partitions])
+        self.seen: list = []
+
+    def until(self, enough: int, timeout: float) -> list:
+        def more():
+            msg = self.consumer.poll(0.1)
+            if msg is not None and not msg.error():
+                self.seen.append(METRICS.decode(msg.value()))
+            return len(self.seen) >= enough
+        wait_for(more, timeout, f"{enough} frames processed", interval=0)
+        return self.seen
+
+    def close(self):
+        self.consumer.close()
+
+
+@dataclass
+class Fault:
+    """What a fault needs to know, and when it struck."""
+    workers: list
+    aggregator: object
+    published: object
+    seen: list  # metrics of the frames processed before it
+    at_us: int = 0
+
+
+def run(settings, services, clip, out, fault=None, while_waiting=lambda: None):
+    """One job with 2 workers; `fault(Fault)` strikes once a tenth of the frames are
+    done, `while_waiting()` runs every half second after that (in this thread:
+    processes it starts end with it). Returns the job and the fault as it struck."""
     workers = [services.worker(), services.worker()]
     aggregator = services.aggregator()
     watcher = JobWatcher(settings)
+    tail = MetricsTail(settings)
+    struck = None
     try:
         began = time.monotonic()
         published = publish(settings, str(clip), "blur", output=str(out), progress=False)
         if fault is not None:
-            wait_for(lambda: len(read_topic(settings, settings.names.metrics, timeout=2)) >= published.frames // 10,
-                     90, "a tenth of the frames")
-            fault(workers, aggregator)
-        done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=180)
-        return published, done, time.monotonic() - began
+            struck = Fault(workers, aggregator, published, list(tail.until(published.frames // 10, 90)))
+            assert len(struck.seen) < published.frames * 0.6, "the job was nearly done before the fault"
+            struck.at_us = now_us()
+            fault(struck)
+        done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=180,
+                            alive=while_waiting)
+        return published, done, time.monotonic() - began, struck
     finally:
         watcher.close()
+        tail.close()
+
+
+def processed_after(settings, when_us: int, partitions: set[int] | None = None) -> int:
+    """Frames processed after a moment, on the given frames partitions (default all)."""
+    return sum(1 for _, _, _, v in read_topic(settings, settings.names.metrics)
+               if (m := METRICS.decode(v)).ts_us > when_us and (partitions is None or m.partition in partitions))
 
 
 def longest_stall(settings) -> float:
@@ -73,7 +126,7 @@ def baseline(cluster, clips, tmp_path_factory):
     settings = settings_for(cluster.bootstrap, home / "home", replication_factor=3)
     services = Services(settings, home / "logs")
     try:
-        _, done, wall = run(settings, services, clips["long"], home / "baseline.mp4")
+        _, done, wall, _ = run(settings, services, clips["long"], home / "baseline.mp4")
     finally:
         services.stop()
     FAULT_REPORT.append({"fault": "none (the reference run)", "lost": 0, "duplicates": 0,
@@ -81,7 +134,37 @@ def baseline(cluster, clips, tmp_path_factory):
     return read_video(done.output), wall
 
 
-def compare(name, baseline, settings, output, wall):
+def job_partition(settings) -> int:
+    """The processed partition that carries the one job of a test's topics."""
+    topic = settings.names.processed
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "test-offsets"})
+    try:
+        return next(p for p in range(settings.processed_partitions)
+                    if consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0)
+    finally:
+        consumer.close()
+
+
+def leaders(settings, topic: str) -> dict[int, int]:
+    """{partition: id of the broker that leads it} as the cluster says now."""
+    md = AdminClient({"bootstrap.servers": settings.bootstrap}).list_topics(topic, timeout=10)
+    return {p: meta.leader for p, meta in md.topics[topic].partitions.items()}
+
+
+def busiest(fault: Fault):
+    """The worker process that had processed most of the job's frames, and its partitions."""
+    by_pid = Counter(m.pid for m in fault.seen)
+    victim = next(w for w in fault.workers if w.pid == by_pid.most_common(1)[0][0])
+    return victim, {m.partition for m in fault.seen if m.pid == victim.pid}
+
+
+def kill_broker(cluster, node_id: int) -> None:
+    node = cluster.procs.pop(node_id)
+    node.kill()
+    node.wait()
+
+
+def compare(name, baseline, settings, output, wall, max_stall_s, max_delay_s=60.0):
     expected, base_wall = baseline
     video = read_video(output)
     stamps = [read_stamp(f) for f in video.frames]
@@ -95,52 +178,105 @@ def compare(name, baseline, settings, output, wall):
     assert stamps == list(range(n))
     assert report["min_psnr"] >= 40
     assert video.audio_duration == pytest.approx(expected.audio_duration, abs=1e-3)
+    assert report["stall_s"] <= max_stall_s and report["delay_s"] <= max_delay_s, report
 
 
 def test_broker_killed_mid_job(cluster, cluster_settings, cluster_services, baseline, clips, tmp_path):
-    restart = threading.Timer(5.0, cluster.start_node, args=(1,), kwargs={"wait": False})
+    killed: dict[int, float] = {}  # node id: when it was killed
 
-    def kill_broker(workers, aggregator):
-        node = cluster.procs.pop(1)
-        node.kill()
-        node.wait()
-        restart.start()
+    def kill_leader(fault: Fault):
+        victim = leaders(cluster_settings, cluster_settings.names.processed)[job_partition(cluster_settings)]
+        assert victim in leaders(cluster_settings, cluster_settings.names.frames).values()
+        kill_broker(cluster, victim)
+        killed[victim] = time.monotonic()
+
+    def restart_after_5_s():
+        for victim, when in list(killed.items()):
+            if victim not in cluster.procs and time.monotonic() - when >= 5:
+                cluster.start_node(victim, wait=False)
 
     try:
-        _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_broker)
+        _, done, wall, fault = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4",
+                                   kill_leader, restart_after_5_s)
     finally:
-        restart.join()
+        for victim in killed:
+            if victim not in cluster.procs:
+                cluster.start_node(victim, wait=False)
         cluster.wait_ready(timeout=120)  # whole again for the next test
-    compare("one of 3 brokers SIGKILLed (restarted 5 s later)", baseline, cluster_settings, done.output, wall)
+    assert killed and processed_after(cluster_settings, fault.at_us) > 0  # it struck an open job
+    compare("the leader of the job's processed partition SIGKILLed (restarted 5 s later)", baseline,
+            cluster_settings, done.output, wall, max_stall_s=45)
+
+
+def test_broker_killed_for_good_on_the_clusters_own_replication(cluster, baseline, clips, tmp_path, request):
+    """Default settings on a replicated cluster: the topics dvp creates are replicated
+    as the cluster says, so losing a broker for good costs no job."""
+    settings = settings_for(cluster.bootstrap, tmp_path / "home")
+    assert settings.replication_factor == -1
+    killed = []
+
+    def kill_leader(fault: Fault):
+        victim = leaders(settings, settings.names.processed)[job_partition(settings)]
+        kill_broker(cluster, victim)
+        killed.append(victim)
+
+    with running_services(settings, tmp_path / "logs", request) as services:
+        try:
+            _, done, wall, fault = run(settings, services, clips["long"], tmp_path / "out.mp4", kill_leader)
+            topics = AdminClient({"bootstrap.servers": settings.bootstrap}).list_topics(timeout=10).topics
+        finally:
+            for victim in killed:
+                cluster.start_node(victim, wait=False)
+            cluster.wait_ready(timeout=120)
+    ours = {name: t for name, t in topics.items() if name.startswith(settings.topic_prefix)}
+    assert len(ours) >= 6  # the pipeline's five and the aggregator's changelog
+    assert {len(p.replicas) for t in ours.values() for p in t.partitions.values()} == {3}
+    assert killed and processed_after(settings, fault.at_us) > 0
+    compare("the leader of the job's processed partition SIGKILLed for good (replication: the cluster's)",
+            baseline, settings, done.output, wall, max_stall_s=45)
 
 
 def test_worker_killed_mid_job(cluster_settings, cluster_services, baseline, clips, tmp_path):
-    def kill_worker(workers, aggregator):
-        os.kill(workers[0].pid, signal.SIGKILL)
+    owned = set()
 
-    _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_worker)
-    compare("one of 2 workers SIGKILLed", baseline, cluster_settings, done.output, wall)
+    def kill_worker(fault: Fault):
+        victim, partitions = busiest(fault)
+        owned.update(partitions)
+        os.kill(victim.pid, signal.SIGKILL)
+
+    _, done, wall, fault = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_worker)
+    # Its partitions still had frames, which the other worker processed.
+    assert processed_after(cluster_settings, fault.at_us, owned) > 0
+    compare("one of 2 workers SIGKILLed", baseline, cluster_settings, done.output, wall,
+            max_stall_s=cluster_settings.session_timeout_ms / 1000 + 15)
 
 
 def test_worker_frozen_past_the_session_timeout(cluster_settings, cluster_services, baseline, clips, tmp_path):
     freeze = cluster_settings.session_timeout_ms / 1000 + 3
+    owned = set()
 
-    def freeze_worker(workers, aggregator):
-        os.kill(workers[0].pid, signal.SIGSTOP)
-        threading.Timer(freeze, os.kill, args=(workers[0].pid, signal.SIGCONT)).start()
+    def freeze_worker(fault: Fault):
+        victim, partitions = busiest(fault)
+        owned.update(partitions)
+        os.kill(victim.pid, signal.SIGSTOP)
+        threading.Timer(freeze, os.kill, args=(victim.pid, signal.SIGCONT)).start()
 
-    _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", freeze_worker)
+    _, done, wall, fault = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4",
+                               freeze_worker)
+    assert processed_after(cluster_settings, fault.at_us, owned) > 0
     compare(f"one of 2 workers SIGSTOPped for {freeze:g} s, then SIGCONT", baseline, cluster_settings,
-            done.output, wall)
+            done.output, wall, max_stall_s=freeze + 15)
 
 
 def test_aggregator_killed_and_restarted(cluster_settings, cluster_services, baseline, clips, tmp_path):
-    def kill_aggregator(workers, aggregator):
+    def kill_aggregator(fault: Fault):
         work = cluster_settings.home / "aggregator"
         wait_for(lambda: any(work.glob("*.video.mp4")), 60, "the aggregator to start writing")
-        os.kill(aggregator.pid, signal.SIGKILL)
-        aggregator.wait()
+        os.kill(fault.aggregator.pid, signal.SIGKILL)
+        fault.aggregator.wait()
+        assert not (tmp_path / "out.mp4").exists()  # killed with the job open
         cluster_services.aggregator()
 
-    _, done, wall = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_aggregator)
-    compare("aggregator SIGKILLed, restarted at once", baseline, cluster_settings, done.output, wall)
+    _, done, wall, _ = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_aggregator)
+    compare("aggregator SIGKILLed, restarted at once", baseline, cluster_settings, done.output, wall,
+            max_stall_s=20)

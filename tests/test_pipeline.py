@@ -39,7 +39,7 @@ def assert_every_frame_once_in_order(video, n):
 
 def our_processes() -> set[int]:
     """Brokers and dvp services running on this machine now."""
-    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     return {int(line.split()[0]) for line in ps.splitlines()
             if "tansu" in line or "-m dvp worker" in line or "-m dvp aggregator" in line}
 
@@ -243,3 +243,34 @@ def test_phone_video_stored_sideways_is_filtered_upright(clips, tmp_path):
     output = read_video(out).frames
     assert output[0].shape == upright[0].shape
     assert_faces_filtered_and_the_rest_kept(upright, output)
+
+
+def test_avi_with_b_frames_keeps_every_frame_time_and_the_sound_in_step(clips, tmp_path):
+    """AVI has no presentation times: with B-frames the decoder hands out decode-order
+    times. The output's frame times must equal the input's display times."""
+    frames = read_video(clips["face"]).frames[:40]
+    source = tmp_path / "camera.avi"
+    with av.open(str(source), "w", format="avi") as out:
+        video = out.add_stream("libx264", rate=25, options={"bf": "2", "crf": "16"})
+        video.width, video.height, video.pix_fmt = 480, 360, "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=16000, layout="mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        tone = (np.sin(np.arange(25600) / 16000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+        for start in range(0, len(tone), 1600):
+            samples = av.AudioFrame.from_ndarray(tone[None, start:start + 1600], format="s16", layout="mono")
+            samples.sample_rate, samples.pts = 16000, start
+            out.mux(sound.encode(samples))
+        out.mux(sound.encode())
+    out = tmp_path / "out.mp4"
+    result = dvp("run", str(source), "-o", str(out), "-q", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as c:
+        times = [frame.time for frame in c.decode(video=0)]
+    assert len(times) == 40
+    assert max(abs(t - i / 25) for i, t in enumerate(times)) <= 0.001
+    assert_every_frame_once_in_order(read_video(out), 40)
+    assert read_video(out).audio_duration == pytest.approx(1.6, abs=0.05)

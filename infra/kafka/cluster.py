@@ -57,8 +57,10 @@ class Node:
 class KafkaCluster:
     """N KRaft nodes under `home`; start, stop and kill them one by one."""
 
-    def __init__(self, home: Path, brokers: int = 1, base_port: int | None = None):
+    def __init__(self, home: Path, brokers: int = 1, base_port: int | None = None, with_parent: bool = False):
+        """`with_parent`: the nodes end when this process does (tests)."""
         self.home = home
+        self.with_parent = with_parent
         self.services = ServiceDir(home)
         ports = ([base_port + i for i in range(2 * brokers)] if base_port
                  else [tansu.free_port() for _ in range(2 * brokers)])
@@ -124,7 +126,8 @@ class KafkaCluster:
 
     def start_node(self, node_id: int, wait: bool = True, timeout: float = 90.0) -> None:
         props = self.home / f"node-{node_id}" / "server.properties"
-        self.procs[node_id] = self.services.spawn(f"kafka-{node_id}", self._java("kafka.Kafka", str(props)), {})
+        self.procs[node_id] = self.services.spawn(f"kafka-{node_id}", self._java("kafka.Kafka", str(props)), {},
+                                                  with_parent=self.with_parent)
         if wait:
             self.wait_ready(timeout)
 
