@@ -12,7 +12,7 @@ import threading
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from dvp.consumers.frames import Consumed, FrameProcessor, send_outcome
+from dvp.consumers.frames import Consumed, FrameProcessor, log_assignment, send_outcome
 from dvp.consumers.offsets import OffsetTracker
 from dvp.errors import BrokerError
 from dvp.kafka import ReliableProducer
@@ -31,7 +31,7 @@ class AtLeastOnceLoop:
         self.tracker = OffsetTracker()
 
     def run(self, topic: str, stop: threading.Event) -> None:
-        self.consumer.subscribe([topic], on_revoke=self._on_revoke)
+        self.consumer.subscribe([topic], on_assign=log_assignment, on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
                 msg = self.consumer.poll(0.2)
@@ -70,6 +70,7 @@ class AtLeastOnceLoop:
         self._store_offsets()
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
+        log.info("partitions revoked: %s", sorted(tp.partition for tp in partitions))
         self._drain()
         try:
             consumer.commit(asynchronous=False)

@@ -10,7 +10,7 @@ import threading
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from dvp.consumers.frames import Consumed, FrameProcessor, send_outcome
+from dvp.consumers.frames import Consumed, FrameProcessor, log_assignment, send_outcome
 from dvp.errors import BrokerError
 from dvp.kafka import ReliableProducer
 
@@ -25,7 +25,7 @@ class TransactionalLoop:
         self.processor = processor
 
     def run(self, topic: str, stop: threading.Event) -> None:
-        self.consumer.subscribe([topic])
+        self.consumer.subscribe([topic], on_assign=log_assignment)
         while not stop.is_set():
             self._transaction([m for m in self.consumer.consume(TRANSACTION_FRAMES, 0.2) if not m.error()])
 

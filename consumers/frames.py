@@ -145,6 +145,10 @@ class FrameProcessor:
         return Outgoing(self.names.deadletter, record.value or b"", record.key, tuple(headers))
 
 
+def log_assignment(_consumer, partitions: list) -> None:
+    log.info("partitions assigned: %s", sorted(tp.partition for tp in partitions))
+
+
 def send_outcome(producer: ReliableProducer, outcome: Outcome, delivered: Delivered | None) -> None:
     """Publish an outcome; `delivered` hears when its result is acknowledged."""
     def send(record: Outgoing, on_delivery: Delivered | None = None) -> None:

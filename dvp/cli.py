@@ -27,14 +27,18 @@ def _common() -> argparse.ArgumentParser:
     """Flags every command that talks to Kafka takes."""
     common = argparse.ArgumentParser(add_help=False)
     for setting in flag_settings():
-        if setting.name != "guarantee":  # only for the commands that start workers
+        if setting.name not in OWN_FLAGS:
             _setting_flag(common, setting)
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     return common
 
 
-def _guarantee(parser: argparse.ArgumentParser) -> None:
-    _setting_flag(parser, next(f for f in flag_settings() if f.name == "guarantee"))
+# Settings whose flags only some commands take.
+OWN_FLAGS = ("guarantee", "stall_timeout_s")
+
+
+def _own_flag(parser: argparse.ArgumentParser, name: str) -> None:
+    _setting_flag(parser, next(f for f in flag_settings() if f.name == name))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,27 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output MP4")
     p.add_argument("--filter", default="blur", help="filter spec, e.g. blur or pixelate:blocks=8")
     p.add_argument("--workers", type=int, default=2, help="worker processes to start (default 2)")
-    _guarantee(p)
+    _own_flag(p, "guarantee")
+    _own_flag(p, "stall_timeout_s")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("publish", parents=[common], help="publish a video as a job")
     p.add_argument("input")
     p.add_argument("--filter", required=True, help="filter spec, e.g. blur or pixelate:blocks=8")
     p.add_argument("--job-id", help="job id (default: file name plus a random suffix)")
-    p.add_argument("-o", "--output", default="", help="output path on the aggregator (default: its output dir)")
-    p.add_argument("--wait", action="store_true", help="wait until the output is written")
-    p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds without news")
+    p.add_argument("--wait", action="store_true", help="wait until the job is done")
+    p.add_argument("-o", "--output", help="with --wait: write the filtered video here (without --wait: "
+                                          "`dvp fetch JOB -o OUT` later)")
+    _own_flag(p, "stall_timeout_s")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("fetch", parents=[common], help="write a finished job's video, by job id")
+    p.add_argument("job_id")
+    p.add_argument("-o", "--output", required=True, help="where to write it")
 
     p = sub.add_parser("worker", parents=[common], help="run frame workers (a consumer group)")
     p.add_argument("--processes", type=int, default=1, help="worker processes on this machine")
-    _guarantee(p)
+    _own_flag(p, "guarantee")
 
     sub.add_parser("aggregator", parents=[common], help="run the Faust aggregator that writes the videos")
 
     p = sub.add_parser("up", parents=[common], help="start broker, workers and aggregator in the background")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    _guarantee(p)
+    _own_flag(p, "guarantee")
     sub.add_parser("down", parents=[common], help="stop what `dvp up` started")
     sub.add_parser("status", parents=[common], help="say what `dvp up` runs")
     sub.add_parser("topics", parents=[common], help="create the pipeline's topics on the cluster")
@@ -124,6 +134,10 @@ def _dispatch(args) -> int:
         print("\n".join(summary.lines()))
     elif args.command == "publish":
         return _publish(settings, args)
+    elif args.command == "fetch":
+        from dvp.producers.history import fetch
+        done = fetch(settings, args.job_id, Path(args.output).absolute())
+        print(f"{args.output} ({done.frames} frames, {done.duration_s:.2f} s of video)")
     elif args.command == "worker":
         _quiet_ml_logs()
         from dvp.consumers.pool import run_pool
@@ -182,22 +196,21 @@ def _dispatch(args) -> int:
 
 
 def _publish(settings: Settings, args) -> int:
-    from dvp.messages import valid_job_id
     from dvp.producers.publish import publish
     from dvp.producers.watch import JobWatcher
-    if args.job_id is not None and not valid_job_id(args.job_id):
-        raise DvpError(f"job id {args.job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
+    if args.output is not None and not args.wait:
+        raise DvpError("-o needs --wait; without it, write the video later with `dvp fetch JOB -o OUT`")
+    output = Path(args.output).absolute() if args.output is not None else None
     watcher = None
     if args.wait:
         watcher = JobWatcher(settings)
     try:
-        published = publish(settings, args.input, args.filter, job_id=args.job_id, output=args.output,
-                            progress=not args.quiet)
+        published = publish(settings, args.input, args.filter, job_id=args.job_id, progress=not args.quiet)
         print(f"published {published.frames} frames as job {published.start.job_id}")
         if watcher is not None:
             done = watcher.wait(published.start.job_id, published.frames, progress=not args.quiet,
-                                timeout=args.timeout)
-            print(f"completed: {done.output} ({done.frames} frames, {done.faces} faces)")
+                                timeout=settings.stall_timeout_s, save_to=output)
+            print(f"completed: {output or done.output} ({done.frames} frames, {done.faces} faces)")
     finally:
         if watcher is not None:
             watcher.close()

@@ -56,6 +56,7 @@ class Names:
     frames: str          # frames to process, spread over partitions
     processed: str       # processed frames and job records, keyed by job
     jobs: str            # job progress and outcomes
+    results: str         # finished videos in pieces, keyed by job, for their publishers
     metrics: str         # one FrameMetrics record per frame
     deadletter: str      # records that are not valid dvp messages, as they came
     workers: str         # the workers' consumer group (and transactional id prefix)
@@ -98,13 +99,17 @@ class Settings:
         "at-least-once", "DVP_GUARANTEE",
         "workers' delivery guarantee: exactly-once makes each batch of frames one transaction "
         "(Apache Kafka)", str, flag="--guarantee", choices=GUARANTEES)
+    stall_timeout_s: float = _setting(
+        120.0, "DVP_STALL_TIMEOUT_S",
+        "how long `dvp run` and `dvp publish --wait` wait without news of their job before giving up",
+        float, flag="--stall-timeout", check=_at_least(1))
     connect_timeout_s: float = _setting(
         15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing", float,
         check=_at_least(0.1))
     home: Path = _setting(Path.home() / ".dvp", "DVP_HOME",
                           "state of the local stack: logs, pids, aggregator work files", Path)
     output_dir: Path | None = _setting(
-        None, "DVP_OUTPUT_DIR", "where the aggregator writes jobs that name no output (default HOME/output)",
+        None, "DVP_OUTPUT_DIR", "the aggregator's store of finished videos, JOB_ID.mp4 (default HOME/output)",
         Path)
     crf: int = _setting(18, "DVP_CRF", "H.264 quality of the output (0-51, lower is better)", int,
                         check=_between(0, 51))

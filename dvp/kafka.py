@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
@@ -64,6 +65,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.names.frames: settings.frames_partitions,
         settings.names.processed: settings.processed_partitions,
         settings.names.jobs: 4,
+        settings.names.results: 4,
         settings.names.metrics: 4,
         settings.names.deadletter: 1,
     }
@@ -116,6 +118,38 @@ def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -
 
     wait_until(all_led, settings.connect_timeout_s,
                f"topics {sorted(wanted)} did not appear on {settings.bootstrap}", error=BrokerError)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record: murmur2, as Java clients, Faust (aiokafka)
+    and our producers (murmur2_random) all place keys."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def read_partition(settings: Settings, topic: str, partition: int, start: int | None = None) -> Iterator:
+    """The records of one partition from `start` (default: the oldest kept) to its
+    end as it is now, outside any consumer group: (offset, key, value)."""
+    reader = consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False})
+    try:
+        low, end = watermarks(reader, topic, partition, settings.connect_timeout_s)
+        start = low if start is None else max(start, low)
+        if start >= end:
+            return
+        reader.assign([TopicPartition(topic, partition, start)])
+        while True:
+            msg = reader.poll(settings.connect_timeout_s)
+            if msg is None:
+                raise BrokerError(f"reading {topic}[{partition}] from {start} stalled")
+            err, offset = msg.error(), msg.offset()
+            if err is not None:
+                raise BrokerError(f"reading {topic}[{partition}]: {err.str()}")
+            if offset is None:
+                raise BrokerError(f"reading {topic}[{partition}]: a record without an offset")
+            yield offset, msg.key(), msg.value()
+            if offset + 1 >= end:
+                return
+    finally:
+        reader.close()
 
 
 def partition_count(settings: Settings, topic: str) -> int:

@@ -73,7 +73,6 @@ class FrameFailed:
 class JobStart:
     job_id: str
     source: str
-    output: str
     filter: str
     width: int
     height: int
@@ -120,7 +119,17 @@ class JobCompleted:
     frames: int
     faces: int
     duration_s: float
+    size: int
+    chunks: int
+    sha256: str
     completed_ts_us: int
+
+
+@message
+class ResultChunk:
+    job_id: str
+    seq: int
+    data: bytes
 
 
 @message
@@ -152,3 +161,4 @@ FRAMES = Codec(Frame, validate=_check_job_id)
 ASSEMBLY = Codec(JobStart, ProcessedFrame, FrameFailed, AudioChunk, JobEnd, JobAbort, validate=_check_job_id)
 JOBS = Codec(JobProgress, JobCompleted, JobFailed, validate=_check_job_id)
 METRICS = Codec(FrameMetrics, validate=_check_job_id)
+RESULTS = Codec(ResultChunk, validate=_check_job_id)

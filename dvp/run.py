@@ -13,9 +13,6 @@ from dvp.media import VideoSource
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 
-# Progress comes every few frames: this long without any means something is stuck.
-STALL_TIMEOUT_S = 120.0
-
 
 @dataclass(frozen=True)
 class Summary:
@@ -49,14 +46,14 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
     with Stack.running(settings, workers) as stack:
         watcher = JobWatcher(stack.settings)
         try:
-            published = publish(stack.settings, path, filter_spec, output=str(Path(output).absolute()),
-                                progress=progress)
+            published = publish(stack.settings, path, filter_spec, progress=progress)
             try:
                 done = watcher.wait(published.start.job_id, published.frames, progress=progress,
-                                    timeout=STALL_TIMEOUT_S, alive=stack.check_alive)
+                                    timeout=settings.stall_timeout_s, alive=stack.check_alive,
+                                    save_to=Path(output).absolute())
             except DvpError as exc:
                 raise DvpError(f"{exc}; logs: {stack.keep_logs()}") from None
         finally:
             watcher.close()
     return Summary(done.job_id, done.frames, done.faces, time.monotonic() - began,
-                   done.output, done.duration_s)
+                   str(Path(output).absolute()), done.duration_s)

@@ -19,7 +19,8 @@ from dvp.config import Settings
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec
 from dvp.media import VideoSource
-from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us
+from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
+from dvp.producers.history import check_unused
 
 AUDIO_CHUNK_BYTES = 512 * 1024
 
@@ -36,10 +37,13 @@ def new_job_id(path: str) -> str:
 
 
 def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
-            output: str = "", progress: bool = True) -> Published:
+            progress: bool = True) -> Published:
+    """Publish a video as a job; `job_id` must be new (default: one made from the file name)."""
     spec = parse_spec(filter_spec)  # refused here, before anything is sent
-    if output:
-        output = os.path.abspath(output)
+    if job_id is not None:
+        if not valid_job_id(job_id):
+            raise DvpError(f"job id {job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
+        check_unused(settings, job_id)
     with VideoSource(path) as source:
         frames = source.frames()
         first = next(frames, None)
@@ -57,8 +61,8 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         partitions = kafka.partition_count(settings, settings.names.frames)
         info = source.info
         start = JobStart(
-            job_id=job_id or new_job_id(path), source=os.path.abspath(path), output=output,
-            filter=str(spec), width=first.image.shape[1], height=first.image.shape[0],
+            job_id=job_id or new_job_id(path), source=os.path.abspath(path), filter=str(spec),
+            width=first.image.shape[1], height=first.image.shape[0],
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
             frame_count=info.frame_count, has_audio=info.has_audio, submitted_ts_us=now_us())

@@ -1,65 +1,81 @@
-"""Follow a job on the jobs topic until the aggregator says it is done."""
+"""Follow a job until the aggregator says it is done, and receive its video."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import TopicPartition
 from tqdm import tqdm
 
 from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
-from dvp.messages import JOBS, JobCompleted, JobFailed, JobProgress
+from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress, ResultChunk
+from dvp.producers.results import ResultFile
 
 
 class JobWatcher:
-    """Open it before publishing: it reads only what comes after that moment."""
+    """Open it before publishing: it reads the jobs and results topics from that moment on."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        topic = settings.names.jobs
         kafka.ensure_topics(settings)
-        parts = kafka.partition_count(settings, topic)
-        self._consumer = kafka.consumer(settings, **{
-            "group.id": settings.names.watch, "enable.auto.commit": False})
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(parts)])
-        # Resolve OFFSET_END to real positions now, not at the first poll.
-        for p in range(parts):
-            _low, high = kafka.watermarks(self._consumer, topic, p, settings.connect_timeout_s)
-            self._consumer.seek(TopicPartition(topic, p, high))
+        self._consumer = kafka.consumer(settings, **{"group.id": settings.names.watch, "enable.auto.commit": False})
+        here = []
+        for topic in (settings.names.jobs, settings.names.results):
+            for p in range(kafka.partition_count(settings, topic)):
+                _low, high = kafka.watermarks(self._consumer, topic, p, settings.connect_timeout_s)
+                here.append(TopicPartition(topic, p, high))
+        self._consumer.assign(here)
 
-    def wait(self, job_id: str, total: int | None, progress: bool = True,
-             timeout: float | None = None, alive: Callable[[], None] = lambda: None) -> JobCompleted:
-        """Block until the job completes; raise DvpError if it fails, if `alive`
-        raises, or if nothing is heard of the job for `timeout` seconds."""
+    def wait(self, job_id: str, total: int | None, progress: bool = True, timeout: float | None = None,
+             alive: Callable[[], None] = lambda: None, save_to: Path | None = None) -> JobCompleted:
+        """Block until the job completes, and write its video to `save_to` if given;
+        raise DvpError if it fails, if `alive` raises, or if nothing is heard of the
+        job for `timeout` seconds."""
         bar = tqdm(total=total, unit="frame", desc="assemble", disable=not progress, leave=False)
+        result = ResultFile(save_to) if save_to is not None else None
+        completed: JobCompleted | None = None
         last_news = time.monotonic()
         try:
-            while True:
+            while completed is None or (result is not None and not result.complete(completed)):
                 alive()
-                msg = self._consumer.poll(0.5)
                 if timeout is not None and time.monotonic() - last_news > timeout:
                     raise DvpError(f"job {job_id}: no news from the aggregator for {timeout:g} s")
-                if msg is None or msg.error():
-                    continue
-                try:
-                    event = JOBS.decode(msg.value())
-                except MalformedRecord:
-                    continue
-                if event.job_id != job_id:
+                event = self._next(job_id)
+                if event is None:
                     continue
                 last_news = time.monotonic()
-                if isinstance(event, JobProgress):
+                if isinstance(event, ResultChunk):
+                    if result is not None:
+                        result.add(event)
+                elif isinstance(event, JobProgress):
                     bar.total = event.frame_count or bar.total
                     bar.n = event.frames_written
                     bar.refresh()
                 elif isinstance(event, JobFailed):
                     raise DvpError(f"job {job_id} failed: {event.reason}")
                 elif isinstance(event, JobCompleted):
-                    return event
+                    completed = event
+            if result is not None:
+                result.finish(completed)
+            return completed
         finally:
             bar.close()
+            if result is not None:
+                result.discard()
+
+    def _next(self, job_id: str):
+        """The next record of this job on either topic, or None."""
+        msg = self._consumer.poll(0.5)
+        if msg is None or msg.error() or msg.key() != job_id.encode():
+            return None
+        codec = RESULTS if msg.topic() == self.settings.names.results else JOBS
+        try:
+            return codec.decode(msg.value())
+        except MalformedRecord:
+            return None
 
     def close(self) -> None:
         self._consumer.close()

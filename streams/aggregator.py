@@ -2,7 +2,7 @@
 job events out. Work files and the journal live under `work_dir`.
 
 Recovery: the journal says where each unfinished job began; a fresh process
-re-reads each such job from that offset (see replay.py) before taking any
+re-reads each such job from that offset (kafka.read_partition) before taking any
 newer record of it, and the assembler drops what it has already seen."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dvp.errors import DvpError, MalformedRecord
-from dvp.messages import ASSEMBLY, JobFailed, JobProgress, JobStart, ProcessedFrame
+from dvp.messages import ASSEMBLY, JobCompleted, JobFailed, JobProgress, JobStart, ProcessedFrame
 from dvp.streams.assembler import EncodeOptions, JobAssembler, Outcome
 from dvp.streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
 
@@ -30,8 +30,13 @@ class Aggregator:
         self.journal = Journal(work_dir / "journal")
         self.replay = replay
         self.jobs: dict[str, JobAssembler] = {}
+        unfinished = list(self.journal.unfinished())
         # Jobs this process must re-read from their start before going on.
-        self.to_recover: dict[str, JobEntry] = {e.job_id: e for e in self.journal.running()}
+        self.to_recover: dict[str, JobEntry] = {e.job_id: e for e in unfinished if e.status == RUNNING}
+        # Jobs that ended, but a crash came before their outcome went out: it goes out again.
+        self.to_announce: list[Outcome] = [
+            (JobCompleted if e.status == COMPLETED else JobFailed)(**e.outcome)
+            for e in unfinished if e.status != RUNNING and e.outcome is not None]
         self.malformed = 0
         self.orphans = 0
 
@@ -47,7 +52,8 @@ class Aggregator:
         except Exception as exc:  # one broken job must neither stop the others nor go unreported
             log.exception("job %s: record at %d@%d", record.job_id, partition, offset)
             self._drop(record.job_id)
-            return [JobFailed(record.job_id, f"aggregator error: {type(exc).__name__}: {exc}")]
+            reason = f"aggregator error: {type(exc).__name__}: {exc}"
+            return [self._end(record.job_id, JobFailed(record.job_id, reason))]
 
     def _handle(self, record, partition: int, offset: int) -> list:
         job_id = record.job_id
@@ -103,7 +109,9 @@ class Aggregator:
                 yield record
 
     def recover_all(self) -> list:
-        events: list = []
+        """What a restart owes: outcomes never announced, then the unfinished jobs' events."""
+        events: list = self.to_announce
+        self.to_announce = []
         for job_id in list(self.to_recover):
             events += self.recover(job_id)
         return events
@@ -136,10 +144,18 @@ class Aggregator:
         return self._end(job.start.job_id, outcome)
 
     def _end(self, job_id: str, outcome: Outcome) -> Outcome:
-        """Journal the job's end, so that a restart does not recover it."""
+        """Journal the job's end and its outcome: a restart does not recover the job,
+        but announces the outcome again until `announced` is called."""
         status = FAILED if isinstance(outcome, JobFailed) else COMPLETED
         entry = self.journal.get(job_id)
         if entry is not None:
-            self.journal.put(dataclasses.replace(entry, status=status))
+            self.journal.put(dataclasses.replace(entry, status=status, outcome=dataclasses.asdict(outcome),
+                                                 announced=False))
         log.info("job %s %s", job_id, status)
         return outcome
+
+    def announced(self, job_id: str) -> None:
+        """The job's outcome is out: a restart need not send it again."""
+        entry = self.journal.get(job_id)
+        if entry is not None and entry.status != RUNNING:
+            self.journal.put(dataclasses.replace(entry, announced=True))

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from pathlib import Path
 
 import faust
 
 from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
 from dvp.errors import MalformedRecord
-from dvp.messages import JOBS, JobCompleted, JobProgress
+from dvp.messages import JOBS, RESULTS, JobCompleted, JobProgress
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import EncodeOptions
-from dvp.streams.replay import read_partition
+from dvp.streams.results import result_chunks
 
 log = logging.getLogger("dvp.aggregator")
 
@@ -67,18 +67,26 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     processed = app.topic(settings.names.processed, key_serializer="raw", value_serializer="raw",
                           partitions=settings.processed_partitions)
     jobs = app.topic(settings.names.jobs, key_serializer="raw", value_serializer="raw")
+    results = app.topic(settings.names.results, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(settings.names.deadletter, key_serializer="raw", value_serializer="raw")
     progress = app.Table("job-progress", default=None, key_type=str,
                          partitions=settings.processed_partitions)
     aggregator = Aggregator(
         work_dir, settings.outputs, EncodeOptions(settings.crf, settings.preset),
-        replay=partial(read_partition, settings, settings.names.processed))
+        replay=lambda partition, offset: ((o, value) for o, _key, value in kafka.read_partition(
+            settings, settings.names.processed, partition, offset)))
     # One thread: the assembly is serial, and the event loop stays free.
     assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
 
     async def publish(events) -> None:
+        loop = asyncio.get_running_loop()
         for event in events:
-            await jobs.send(key=event.job_id.encode(), value=JOBS.encode(event))
+            key = event.job_id.encode()
+            if isinstance(event, JobCompleted):  # the video first, then the news that it is all there
+                chunks = result_chunks(event.job_id, Path(event.output))
+                while (chunk := await loop.run_in_executor(assembly, next, chunks, None)) is not None:
+                    await results.send(key=key, value=RESULTS.encode(chunk))
+            await jobs.send(key=key, value=JOBS.encode(event))
 
     @app.agent(processed)
     async def assemble(stream):
@@ -96,6 +104,8 @@ def create_app(settings: Settings, replication: int) -> faust.App:
                 continue
             await publish(out)  # first: whoever waits for the job must hear of it
             for job_event in out:
+                if not isinstance(job_event, JobProgress):
+                    await loop.run_in_executor(assembly, aggregator.announced, job_event.job_id)
                 try:
                     progress[job_event.job_id] = _progress_row(job_event)
                 except Exception:  # the table is for watching; it must not stop the assembly
@@ -105,7 +115,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     async def recover_unfinished():
         """Jobs cut short by a crash finish even if no new record of theirs arrives."""
         loop = asyncio.get_running_loop()
-        await publish(await loop.run_in_executor(assembly, aggregator.recover_all))
+        events = await loop.run_in_executor(assembly, aggregator.recover_all)
+        await publish(events)
+        for event in events:
+            if not isinstance(event, JobProgress):
+                await loop.run_in_executor(assembly, aggregator.announced, event.job_id)
 
     return app
 

@@ -24,6 +24,7 @@ from dvp.messages import (
     now_us,
 )
 from dvp.streams.encode import VideoEncoder, mux_output
+from dvp.streams.results import describe
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class JobAssembler:
     def __init__(self, start: JobStart, work_dir: Path, output_dir: Path, options: EncodeOptions):
         self.start = start
         self.options = options
-        self.output = Path(start.output) if start.output else output_dir / f"{start.job_id}.mp4"
+        # Only ever inside the aggregator's own store, under a name from the (checked) job id.
+        self.output = output_dir / f"{start.job_id}.mp4"
         self._video_path = work_dir / f"{start.job_id}.video.mp4"
         self._audio_path = work_dir / f"{start.job_id}.audio.mka"
         self.discard()  # a restarted job starts from scratch
@@ -105,8 +107,9 @@ class JobAssembler:
         except OSError as exc:
             return self.fail(f"cannot write {self.output}: {exc}")
         self.discard()
+        size, chunks, sha256 = describe(self.output)
         self.outcome = JobCompleted(self.start.job_id, str(self.output), self.written, self.faces,
-                                    duration, now_us())
+                                    duration, size, chunks, sha256, now_us())
         return self.outcome
 
     def fail(self, reason: str) -> Outcome:

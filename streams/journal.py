@@ -18,6 +18,8 @@ class JobEntry:
     partition: int
     offset: int  # of the job's JobStart
     status: str
+    outcome: dict | None = None  # the JobCompleted or JobFailed fields, once the job ended
+    announced: bool = False  # its outcome went out; until then a restart sends it again
 
 
 class Journal:
@@ -43,8 +45,9 @@ class Journal:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    def running(self) -> Iterator[JobEntry]:
+    def unfinished(self) -> Iterator[JobEntry]:
+        """Jobs still running, or whose outcome was never announced."""
         for path in sorted(self.directory.glob("*.json")):
             entry = self.get(path.stem)
-            if entry is not None and entry.status == RUNNING:
+            if entry is not None and (entry.status == RUNNING or not entry.announced):
                 yield entry

@@ -61,10 +61,19 @@ class Services:
         return proc
 
     def worker(self) -> subprocess.Popen:
-        return self.start("worker")
+        return self.start("worker", "-v")
 
     def aggregator(self) -> subprocess.Popen:
-        return self.start("aggregator")
+        return self.start("aggregator", "-v")
+
+    def wait_workers_assigned(self, timeout: float = 60) -> None:
+        """Until every worker started holds partitions: the group has settled."""
+        def holding(log: Path) -> bool:
+            lines = [line for line in log.read_text(errors="replace").splitlines() if "partitions assigned" in line]
+            return bool(lines) and not lines[-1].endswith("[]")
+
+        logs = sorted(self.logs.glob("worker-*.log"))
+        wait_for(lambda: logs and all(holding(log) for log in logs), timeout, "every worker to hold partitions")
 
     def stop(self) -> None:
         stop_processes([p.pid for p in self.procs], grace=20)

@@ -17,7 +17,7 @@ T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)
 def job_records(clips):
     """A job's records as they sit on the processed topic: (offset, bytes)."""
     frames = read_video(clips["face"]).frames[:20]
-    start = JobStart("job-1", "face.mp4", "", "blur", 480, 360, 25, 1, 1, 25, 20, False, 0)
+    start = JobStart("job-1", "face.mp4", "blur", 480, 360, 25, 1, 1, 25, 20, False, 0)
     records = [start] + [
         ProcessedFrame("job-1", i, i, cv2.imencode(".jpg", f)[1].tobytes(), [FaceBox(1.0, 1.0, 5.0, 5.0, 0.9)],
                        "w", T, 0, 0)
@@ -65,3 +65,26 @@ def test_a_restarted_aggregator_rebuilds_the_job_from_its_start(tmp_path, job_re
     assert [read_stamp(f) for f in read_video(done.output).frames] == list(range(20))
     # A replay of a finished job's records changes nothing.
     assert feed(aggregator(tmp_path, job_records), job_records) == []
+
+
+def test_an_outcome_lost_to_a_crash_is_announced_again_after_the_restart(tmp_path, job_records):
+    """The journal says completed, but the process died before JobCompleted went out."""
+    first = aggregator(tmp_path, job_records)
+    done = feed(first, job_records)[-1]
+    assert isinstance(done, JobCompleted)
+    again = aggregator(tmp_path, job_records).recover_all()
+    assert again == [done]  # the same outcome, the video still in the store
+    first.announced("job-1")
+    assert aggregator(tmp_path, job_records).recover_all() == []
+
+
+def test_a_job_failed_by_an_error_stays_failed_after_a_restart(tmp_path, job_records):
+    bad = ProcessedFrame("job-1", 2, 2, b"not a jpeg", [], "w", T, 0, 0)
+    log = job_records[:3] + [(3, ASSEMBLY.encode(bad))] + [(o + 1, v) for o, v in job_records[3:]]
+    first = aggregator(tmp_path, log)
+    failed = feed(first, log[:4])[-1]
+    assert isinstance(failed, JobFailed)
+    first.announced("job-1")
+    # A restart re-reads the log: the failed job neither resumes nor completes.
+    second = aggregator(tmp_path, log)
+    assert second.recover_all() + feed(second, log) == []

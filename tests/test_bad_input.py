@@ -127,7 +127,7 @@ def test_a_frame_larger_than_kafka_accepts_is_refused_up_front(broker, tmp_path)
     clip = tmp_path / "noise.mp4"
     write_video(clip, [noise(1280, 960, i) for i in range(3)])
     out = tmp_path / "out.mp4"
-    result = dvp("publish", str(clip), "--filter", "blur", "--bootstrap-servers", broker, "-o", str(out),
+    result = dvp("publish", str(clip), "--filter", "blur", "--bootstrap-servers", broker, "--wait", "-o", str(out),
                  "--jpeg-quality", "95")
     assert_refused(result, "over the 1.0 MB Kafka accepts", out)
 
@@ -143,7 +143,7 @@ def test_an_oversize_frame_midway_fails_the_job_and_leaves_no_output(settings, s
     watcher = JobWatcher(settings)
     try:
         with pytest.raises(DvpError, match="larger than Kafka accepts"):
-            publish(settings.replace(jpeg_quality=95), str(clip), "blur", job_id="grows-1", output=str(out),
+            publish(settings.replace(jpeg_quality=95), str(clip), "blur", job_id="grows-1",
                     progress=False)
         with pytest.raises(DvpError, match="aborted by the producer"):
             watcher.wait("grows-1", None, progress=False, timeout=60)

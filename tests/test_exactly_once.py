@@ -42,7 +42,7 @@ def test_worker_killed_mid_transaction_leaves_each_frame_once(broker_kind, setti
     services.aggregator()
     watcher = JobWatcher(settings)
     try:
-        published = publish(settings, str(clips["long"]), "blur", output=str(tmp_path / "out.mp4"),
+        published = publish(settings, str(clips["long"]), "blur",
                             progress=False)
         # Its first output, seen before any commit: the victim is inside a transaction.
         wait_for_uncommitted(settings, settings.names.metrics, lambda m: m.pid == victim.pid, timeout=90)

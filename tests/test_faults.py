@@ -90,14 +90,14 @@ def run(settings, services, clip, out, fault=None, while_waiting=lambda: None):
     struck = None
     try:
         began = time.monotonic()
-        published = publish(settings, str(clip), "blur", output=str(out), progress=False)
+        published = publish(settings, str(clip), "blur", progress=False)
         if fault is not None:
             struck = Fault(workers, aggregator, published, list(tail.until(published.frames // 10, 90)))
             assert len(struck.seen) < published.frames * 0.6, "the job was nearly done before the fault"
             struck.at_us = now_us()
             fault(struck)
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=180,
-                            alive=while_waiting)
+                            alive=while_waiting, save_to=out)
         return published, done, time.monotonic() - began, struck
     finally:
         watcher.close()
@@ -229,7 +229,7 @@ def test_broker_killed_for_good_on_the_clusters_own_replication(cluster, baselin
                 cluster.start_node(victim, wait=False)
             cluster.wait_ready(timeout=120)
     ours = {name: t for name, t in topics.items() if name.startswith(settings.topic_prefix)}
-    assert len(ours) >= 6  # the pipeline's five and the aggregator's changelog
+    assert len(ours) >= 7  # the pipeline's six and the aggregator's changelog
     assert {len(p.replicas) for t in ours.values() for p in t.partitions.values()} == {3}
     assert killed and processed_after(settings, fault.at_us) > 0
     compare("the leader of the job's processed partition SIGKILLed for good (replication: the cluster's)",

@@ -24,8 +24,8 @@ TIMINGS = StageTimings(1.0, 2.0, 3.0, 4.0, 5.0)
 @pytest.mark.parametrize("codec, msg", [
     (FRAMES, Frame("job-1", 3, 120, "blur", b"\xff\xd8jpeg", 1, 2)),
     (ASSEMBLY, ProcessedFrame("job-1", 3, 120, b"jpeg", [FaceBox(1.0, 2.0, 3.0, 4.0, 0.5)], "w", TIMINGS, 1, 2)),
-    (ASSEMBLY, JobStart("job-1", "in.mp4", "", "blur", 640, 480, 25, 1, 1, 12800, None, True, 5)),
-    (JOBS, JobCompleted("job-1", "/out.mp4", 100, 90, 4.0, 7)),
+    (ASSEMBLY, JobStart("job-1", "in.mp4", "blur", 640, 480, 25, 1, 1, 12800, None, True, 5)),
+    (JOBS, JobCompleted("job-1", "/out.mp4", 100, 90, 4.0, 123456, 1, "ab" * 32, 7)),
     (METRICS, FrameMetrics("job-1", 3, "w", "h", "127.0.0.1", 1, 2, TIMINGS, 1, 9)),
 ])
 def test_round_trip(codec, msg):
@@ -47,7 +47,7 @@ def test_truncated_record_is_malformed():
 
 
 def test_job_ids_that_could_name_other_files_are_refused():
-    data = ASSEMBLY.encode(JobStart("../../etc", "in", "", "blur", 1, 1, 1, 1, 1, 1, None, False, 0))
+    data = ASSEMBLY.encode(JobStart("../../etc", "in", "blur", 1, 1, 1, 1, 1, 1, None, False, 0))
     with pytest.raises(MalformedRecord, match="invalid job id"):
         ASSEMBLY.decode(data)
 

@@ -23,11 +23,9 @@ pytestmark = pytest.mark.integration
 def run_job(settings, clip, tmp_path, **kwargs):
     watcher = JobWatcher(settings)
     try:
-        out = tmp_path / "out.mp4"
-        published = publish(settings, str(clip), kwargs.pop("filter_spec", "blur"), output=str(out),
-                            progress=False)
+        published = publish(settings, str(clip), kwargs.pop("filter_spec", "blur"), progress=False)
         return published, watcher.wait(published.start.job_id, published.frames, progress=False,
-                                       timeout=120, **kwargs)
+                                       timeout=120, save_to=tmp_path / "out.mp4", **kwargs)
     finally:
         watcher.close()
 
@@ -83,6 +81,7 @@ def test_two_workers_share_one_job(settings, services, clips, tmp_path):
     services.worker()
     services.worker()
     services.aggregator()
+    services.wait_workers_assigned()
     published, done = run_job(settings, clips["face"], tmp_path)
     assert done.frames == published.frames == 75
     frames = [ASSEMBLY.decode(v) for _, _, _, v in read_topic(settings, settings.names.processed)]
@@ -95,7 +94,7 @@ def test_two_workers_share_one_job(settings, services, clips, tmp_path):
     metrics = [METRICS.decode(v) for _, _, _, v in read_topic(settings, settings.names.metrics)]
     assert {m.worker_id for m in metrics} == set(by_worker)
     assert all(m.timings.detect_ms > 0 and m.pid > 0 and m.host for m in metrics)
-    assert_every_frame_once_in_order(read_video(done.output), 75)
+    assert_every_frame_once_in_order(read_video(tmp_path / "out.mp4"), 75)  # as delivered to the publisher
 
 
 def test_worker_killed_mid_job_loses_no_frame(settings, services, clips, tmp_path):
@@ -112,7 +111,7 @@ def test_worker_killed_mid_job_loses_no_frame(settings, services, clips, tmp_pat
 
     watcher = JobWatcher(settings)
     try:
-        published = publish(settings, str(clips["long"]), "pixelate", output=str(tmp_path / "out.mp4"),
+        published = publish(settings, str(clips["long"]), "pixelate",
                             progress=False)
         wait_for(kill_when_busy, 60, "the first worker to process a frame")
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120)
@@ -129,7 +128,7 @@ def test_aggregator_killed_mid_job_completes_after_restart(settings, services, c
     out = tmp_path / "out.mp4"
     watcher = JobWatcher(settings)
     try:
-        published = publish(settings, str(clips["long"]), "blackout", output=str(out), progress=False)
+        published = publish(settings, str(clips["long"]), "blackout", progress=False)
         work = settings.home / "aggregator"
         wait_for(lambda: any(work.glob("*.video.mp4")), 60, "the aggregator to start writing")
         os.kill(first.pid, signal.SIGKILL)
@@ -167,7 +166,7 @@ def test_worker_stopped_with_sigterm_finishes_its_frames_and_leaves(settings, se
     services.aggregator()
     watcher = JobWatcher(settings)
     try:
-        published = publish(settings, str(clips["long"]), "blur", output=str(tmp_path / "out.mp4"),
+        published = publish(settings, str(clips["long"]), "blur",
                             progress=False)
         wait_for(lambda: len(read_topic(settings, settings.names.metrics, timeout=2)) >= 10, 60,
                  "the worker to process frames")

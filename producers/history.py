@@ -1,0 +1,63 @@
+"""What the jobs and results topics remember of a job id: whether it is taken,
+and its finished video, for `dvp fetch` long after the job ran."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import DvpError, MalformedRecord
+from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
+from dvp.producers.results import ResultFile
+
+
+def _records_of(settings: Settings, topic: str, codec, job_id: str) -> Iterator:
+    """Every record of a job on a topic keyed by job id, oldest first."""
+    key = job_id.encode()
+    partitions = kafka.wait_reachable(settings).list_topics(topic, timeout=settings.connect_timeout_s).topics
+    if topic not in partitions or partitions[topic].error is not None:
+        return  # no job ever ran on this cluster
+    partition = kafka.key_partition(key, len(partitions[topic].partitions))
+    for _offset, record_key, value in kafka.read_partition(settings, topic, partition):
+        if record_key == key:
+            try:
+                yield codec.decode(value)
+            except MalformedRecord:
+                continue
+
+
+def last_event(settings: Settings, job_id: str) -> JobProgress | JobCompleted | JobFailed | None:
+    """The latest news of a job id, or None if no job ever had it."""
+    last = None
+    for last in _records_of(settings, settings.names.jobs, JOBS, job_id):  # noqa: B007
+        pass
+    return last
+
+
+def check_unused(settings: Settings, job_id: str) -> None:
+    event = last_event(settings, job_id)
+    if event is not None:
+        state = ("completed" if isinstance(event, JobCompleted) else
+                 "failed" if isinstance(event, JobFailed) else "running")
+        raise DvpError(f"job id {job_id} is already in use ({state}); choose another or leave --job-id out")
+
+
+def fetch(settings: Settings, job_id: str, output: Path) -> JobCompleted:
+    """Write a finished job's video to `output`, from the results topic."""
+    event = last_event(settings, job_id)
+    if not isinstance(event, JobCompleted):
+        raise DvpError(f"job {job_id}: " + ("no such job" if event is None else
+                                              f"failed: {event.reason}" if isinstance(event, JobFailed) else
+                                              "not finished yet"))
+    result = ResultFile(output)
+    try:
+        for chunk in _records_of(settings, settings.names.results, RESULTS, job_id):
+            result.add(chunk)
+        if not result.complete(event):
+            raise DvpError(f"job {job_id}: its video is no longer on {settings.names.results} "
+                           f"({result.received} of {event.chunks} pieces kept)")
+        result.finish(event)
+    finally:
+        result.discard()
+    return event
