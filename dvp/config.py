@@ -106,6 +106,17 @@ class Settings:
     connect_timeout_s: float = _setting(
         15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing", float,
         check=_at_least(0.1))
+    reorder_frames: int = _setting(
+        2000, "DVP_REORDER_FRAMES",
+        "frames the aggregator holds while they wait for an earlier one; past this the job fails", int,
+        check=_at_least(1))
+    reorder_mb: int = _setting(
+        512, "DVP_REORDER_MB", "megabytes of such frames the aggregator holds for one job", int,
+        check=_at_least(1))
+    job_idle_timeout_s: float = _setting(
+        900.0, "DVP_JOB_IDLE_TIMEOUT_S",
+        "a job with no record for this long fails (its publisher died) and its work files go", float,
+        check=_at_least(1))
     home: Path = _setting(Path.home() / ".dvp", "DVP_HOME",
                           "state of the local stack: logs, pids, aggregator work files", Path)
     output_dir: Path | None = _setting(

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from dvp.config import Settings
@@ -118,6 +118,30 @@ def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -
 
     wait_until(all_led, settings.connect_timeout_s,
                f"topics {sorted(wanted)} did not appear on {settings.bootstrap}", error=BrokerError)
+
+
+def diagnose(settings: Settings) -> list[str]:
+    """What is wrong with the pipeline as the cluster sees it now, one phrase each:
+    partitions without a leader, consumer groups without members."""
+    try:
+        client = wait_reachable(settings, timeout=min(settings.connect_timeout_s, 5))
+        topics = client.list_topics(timeout=5).topics
+    except BrokerError as exc:
+        return [str(exc)]
+    problems = [f"partition {p} of {name} has no leader"
+                for name in topic_partitions(settings) if name in topics
+                for p, meta in sorted(topics[name].partitions.items()) if meta.leader < 0]
+    groups = {settings.names.workers: "worker", settings.names.aggregator: "aggregator"}
+    for group, described in client.describe_consumer_groups(list(groups)).items():
+        try:
+            empty = described.result(timeout=5).state in (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD)
+        except KafkaException as exc:
+            empty = exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND  # else the broker cannot tell us
+        except TimeoutError:  # the group's coordinator is away: a leader problem, named above
+            empty = False
+        if empty:
+            problems.append(f"no {groups[group]} is running (consumer group {group} has no members)")
+    return problems
 
 
 def key_partition(key: bytes, partitions: int) -> int:

@@ -42,7 +42,8 @@ class JobWatcher:
             while completed is None or (result is not None and not result.complete(completed)):
                 alive()
                 if timeout is not None and time.monotonic() - last_news > timeout:
-                    raise DvpError(f"job {job_id}: no news from the aggregator for {timeout:g} s")
+                    why = "; ".join(kafka.diagnose(self.settings)) or "the cluster looks fine: see the services' logs"
+                    raise DvpError(f"job {job_id}: no news from the aggregator for {timeout:g} s ({why})")
                 event = self._next(job_id)
                 if event is None:
                     continue

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import ASSEMBLY, JobCompleted, JobFailed, JobProgress, JobStart, ProcessedFrame
-from dvp.streams.assembler import EncodeOptions, JobAssembler, Outcome
+from dvp.streams.assembler import AssemblyOptions, JobAssembler, Outcome
 from dvp.streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
 
 log = logging.getLogger("dvp.aggregator")
@@ -23,7 +24,11 @@ PROGRESS_EVERY = 25  # frames between progress events
 
 
 class Aggregator:
-    def __init__(self, work_dir: Path, output_dir: Path, options: EncodeOptions, replay: Replayer):
+    def __init__(self, work_dir: Path, output_dir: Path, options: AssemblyOptions, replay: Replayer,
+                 idle_timeout_s: float, clock: Callable[[], float] = time.monotonic):
+        self.idle_timeout_s = idle_timeout_s
+        self.clock = clock
+        self.last_seen: dict[str, float] = {}  # job id: when its last record came
         self.work_dir = work_dir
         self.output_dir = output_dir
         self.options = options
@@ -49,6 +54,9 @@ class Aggregator:
             raise
         try:
             return self._handle(record, partition, offset)
+        except MalformedRecord:  # set aside by the caller; the job goes on
+            self.malformed += 1
+            raise
         except Exception as exc:  # one broken job must neither stop the others nor go unreported
             log.exception("job %s: record at %d@%d", record.job_id, partition, offset)
             self._drop(record.job_id)
@@ -68,6 +76,8 @@ class Aggregator:
                 self._open(record, partition, offset)
                 return events + [JobProgress(job_id, 0, record.frame_count)]
         job = self.jobs.get(job_id)
+        if job is not None:
+            self.last_seen[job_id] = self.clock()
         if job is None:
             entry = self.journal.get(job_id)
             if entry is None:
@@ -116,8 +126,20 @@ class Aggregator:
             events += self.recover(job_id)
         return events
 
+    def expire(self) -> list:
+        """Fail the jobs that have had no record for the idle timeout: their
+        publisher stopped before the end, and nothing else will finish them."""
+        now, events = self.clock(), []
+        for job_id in [j for j in self.jobs if now - self.last_seen.get(j, now) > self.idle_timeout_s]:
+            self._drop(job_id)
+            events.append(self._end(job_id, JobFailed(
+                job_id, f"no record of the job for {self.idle_timeout_s:g} s: its publisher stopped "
+                        f"before the end (DVP_JOB_IDLE_TIMEOUT_S)")))
+        return events
+
     def _drop(self, job_id: str) -> None:
         """Forget a job that cannot go on, with its work files."""
+        self.last_seen.pop(job_id, None)
         job = self.jobs.pop(job_id, None)
         if job is not None:
             job.discard()
@@ -125,11 +147,14 @@ class Aggregator:
     def _open(self, start: JobStart, partition: int, offset: int) -> None:
         self.journal.put(JobEntry(start.job_id, partition, offset, RUNNING))
         self.jobs[start.job_id] = JobAssembler(start, self.work_dir, self.output_dir, self.options)
+        self.last_seen[start.job_id] = self.clock()
 
     def _add(self, job: JobAssembler, record) -> list:
         before = job.written
         try:
             outcome = job.add(record)
+        except MalformedRecord:
+            raise
         except Exception as exc:  # one broken job must not stop the others
             log.exception("job %s failed", job.start.job_id)
             outcome = job.fail(f"{type(exc).__name__}: {exc}")
@@ -141,6 +166,7 @@ class Aggregator:
 
     def _finish(self, job: JobAssembler, outcome: Outcome) -> Outcome:
         self.jobs.pop(job.start.job_id, None)
+        self.last_seen.pop(job.start.job_id, None)
         return self._end(job.start.job_id, outcome)
 
     def _end(self, job_id: str, outcome: Outcome) -> Outcome:

@@ -18,7 +18,7 @@ from dvp.config import Settings, parse_kafka_config
 from dvp.errors import MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobProgress
 from dvp.streams.aggregator import Aggregator
-from dvp.streams.assembler import EncodeOptions
+from dvp.streams.assembler import AssemblyOptions
 from dvp.streams.results import result_chunks
 
 log = logging.getLogger("dvp.aggregator")
@@ -72,9 +72,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     progress = app.Table("job-progress", default=None, key_type=str,
                          partitions=settings.processed_partitions)
     aggregator = Aggregator(
-        work_dir, settings.outputs, EncodeOptions(settings.crf, settings.preset),
+        work_dir, settings.outputs, AssemblyOptions(settings.crf, settings.preset, settings.reorder_frames,
+                                                  settings.reorder_mb * 1_000_000),
         replay=lambda partition, offset: ((o, value) for o, _key, value in kafka.read_partition(
-            settings, settings.names.processed, partition, offset)))
+            settings, settings.names.processed, partition, offset)),
+        idle_timeout_s=settings.job_idle_timeout_s)
     # One thread: the assembly is serial, and the event loop stays free.
     assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
 
@@ -102,24 +104,31 @@ def create_app(settings: Settings, replication: int) -> faust.App:
                 await dead_letters.send(key=event.key, value=event.value or b"", headers=kafka.dead_letter_headers(
                     str(exc), msg.topic, msg.partition, msg.offset))
                 continue
-            await publish(out)  # first: whoever waits for the job must hear of it
+            await publish_outcomes(out)  # first: whoever waits for the job must hear of it
             for job_event in out:
-                if not isinstance(job_event, JobProgress):
-                    await loop.run_in_executor(assembly, aggregator.announced, job_event.job_id)
                 try:
                     progress[job_event.job_id] = _progress_row(job_event)
                 except Exception:  # the table is for watching; it must not stop the assembly
                     log.exception("cannot update the progress table for %s", job_event.job_id)
 
-    @app.task
-    async def recover_unfinished():
-        """Jobs cut short by a crash finish even if no new record of theirs arrives."""
+    async def publish_outcomes(events) -> None:
+        """Publish, then journal that the outcomes are out."""
         loop = asyncio.get_running_loop()
-        events = await loop.run_in_executor(assembly, aggregator.recover_all)
         await publish(events)
         for event in events:
             if not isinstance(event, JobProgress):
                 await loop.run_in_executor(assembly, aggregator.announced, event.job_id)
+
+    @app.task
+    async def recover_unfinished():
+        """Jobs cut short by a crash finish even if no new record of theirs arrives."""
+        loop = asyncio.get_running_loop()
+        await publish_outcomes(await loop.run_in_executor(assembly, aggregator.recover_all))
+
+    @app.timer(interval=min(settings.job_idle_timeout_s / 4, 30.0))
+    async def expire_idle_jobs():
+        loop = asyncio.get_running_loop()
+        await publish_outcomes(await loop.run_in_executor(assembly, aggregator.expire))
 
     return app
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dvp.errors import MalformedRecord
 from dvp.messages import (
     AudioChunk,
     FrameFailed,
@@ -28,16 +29,18 @@ from dvp.streams.results import describe
 
 
 @dataclass(frozen=True)
-class EncodeOptions:
-    crf: int
-    preset: str
+class AssemblyOptions:
+    crf: int  # H.264 quality
+    preset: str  # x264 speed
+    reorder_frames: int  # frames that may wait for an earlier one
+    reorder_bytes: int  # and their size
 
 
 Outcome = JobCompleted | JobFailed
 
 
 class JobAssembler:
-    def __init__(self, start: JobStart, work_dir: Path, output_dir: Path, options: EncodeOptions):
+    def __init__(self, start: JobStart, work_dir: Path, output_dir: Path, options: AssemblyOptions):
         self.start = start
         self.options = options
         # Only ever inside the aggregator's own store, under a name from the (checked) job id.
@@ -47,6 +50,7 @@ class JobAssembler:
         self.discard()  # a restarted job starts from scratch
         self._encoder: VideoEncoder | None = None
         self._early: dict[int, ProcessedFrame] = {}
+        self._early_bytes = 0
         self._audio_chunks = 0
         self._end: JobEnd | None = None
         self.written = 0
@@ -62,8 +66,16 @@ class JobAssembler:
         if self.outcome is not None:
             return None
         if isinstance(record, ProcessedFrame):
+            self._check_index(record.index)
             if record.index >= self.written and record.index not in self._early:
+                if self._over_limits(len(record.jpeg)):
+                    return self.fail(
+                        f"frames arrive too far out of order: {len(self._early)} frames "
+                        f"({self._early_bytes / 1e6:.0f} MB) wait for frame {self.written}, over the limits "
+                        f"DVP_REORDER_FRAMES={self.options.reorder_frames}, "
+                        f"DVP_REORDER_MB={self.options.reorder_bytes // 1_000_000}")
                 self._early[record.index] = record
+                self._early_bytes += len(record.jpeg)
                 self._write_ready()
         elif isinstance(record, AudioChunk):
             if record.seq == self._audio_chunks:  # duplicates and strays are ignored
@@ -72,6 +84,8 @@ class JobAssembler:
                 self._audio_chunks += 1
         elif isinstance(record, JobEnd):
             self._end = record
+            for index in [i for i in self._early if i >= record.frame_count]:  # strays past the end
+                self._early_bytes -= len(self._early.pop(index).jpeg)
         elif isinstance(record, FrameFailed):
             return self.fail(f"frame {record.index}: {record.reason}")
         elif isinstance(record, JobAbort):
@@ -81,9 +95,20 @@ class JobAssembler:
             return self._finish()
         return None
 
+    def _check_index(self, index: int) -> None:
+        """Frame indices come from a topic: one outside the job is set aside, not used."""
+        if index < 0 or (self._end is not None and index >= self._end.frame_count):
+            count = f"its {self._end.frame_count} frames" if self._end is not None else "it"
+            raise MalformedRecord(f"frame index {index} is outside {count} (job {self.start.job_id})")
+
+    def _over_limits(self, size: int) -> bool:
+        return (len(self._early) + 1 > self.options.reorder_frames
+                or self._early_bytes + size > self.options.reorder_bytes)
+
     def _write_ready(self) -> None:
         while self.written in self._early:
             frame = self._early.pop(self.written)
+            self._early_bytes -= len(frame.jpeg)
             image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
             if image is None:
                 raise ValueError(f"frame {frame.index}: undecodable JPEG")

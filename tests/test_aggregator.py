@@ -1,13 +1,15 @@
 """The aggregator's logic without a broker: records in, job events and files out."""
 import random
+import time
 
 import cv2
 import pytest
 
+from dvp.errors import MalformedRecord
 from dvp.messages import ASSEMBLY, FaceBox, JobCompleted, JobEnd, JobFailed, JobStart, ProcessedFrame, StageTimings
 from dvp.sample import read_stamp
 from dvp.streams.aggregator import Aggregator
-from dvp.streams.assembler import EncodeOptions
+from dvp.streams.assembler import AssemblyOptions
 from tests.helpers import read_video
 
 T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -25,9 +27,11 @@ def job_records(clips):
     return [(offset, ASSEMBLY.encode(r)) for offset, r in enumerate(records)]
 
 
-def aggregator(tmp_path, log=()):
-    return Aggregator(tmp_path / "work", tmp_path / "out", EncodeOptions(18, "veryfast"),
-                      replay=lambda partition, offset: iter([r for r in log if r[0] >= offset]))
+def aggregator(tmp_path, log=(), clock=time.monotonic, **limits):
+    limits = {"reorder_frames": 2000, "reorder_bytes": 512_000_000, **limits}
+    return Aggregator(tmp_path / "work", tmp_path / "out", AssemblyOptions(18, "veryfast", **limits),
+                      replay=lambda partition, offset: iter([r for r in log if r[0] >= offset]),
+                      idle_timeout_s=60, clock=clock)
 
 
 def feed(agg, records):
@@ -88,3 +92,40 @@ def test_a_job_failed_by_an_error_stays_failed_after_a_restart(tmp_path, job_rec
     # A restart re-reads the log: the failed job neither resumes nor completes.
     second = aggregator(tmp_path, log)
     assert second.recover_all() + feed(second, log) == []
+
+
+@pytest.mark.parametrize("limits", [{"reorder_frames": 5}, {"reorder_bytes": 5 * 30_000}])
+def test_frames_waiting_for_a_late_one_are_capped_and_the_job_fails_with_the_reason(tmp_path, job_records, limits):
+    start, frames = job_records[0], job_records[1:-1]
+    assert all(len(ASSEMBLY.decode(v).jpeg) > 30_000 for _, v in frames)
+    events = feed(aggregator(tmp_path, **limits), [start] + frames[1:])  # frame 0 never comes
+    failed = events[-1]
+    assert isinstance(failed, JobFailed) and "too far out of order" in failed.reason and "DVP_REORDER" in failed.reason
+    assert len(events) == 2  # progress at the start, then the failure as soon as the cap is hit
+    assert not list((tmp_path / "work").glob("job-1.*"))
+
+
+def test_frame_indices_outside_the_job_are_set_aside_and_the_job_goes_on(tmp_path, job_records):
+    start, frames, end = job_records[0], job_records[1:-1], job_records[-1]
+    agg = aggregator(tmp_path)
+    feed(agg, [start, end])
+    for index in (-1, 20, 10**12):
+        stray = ProcessedFrame("job-1", index, index, b"x", [], "w", T, 0, 0)
+        with pytest.raises(MalformedRecord, match="outside"):
+            agg.handle(0, 99, ASSEMBLY.encode(stray))
+    done = feed(agg, frames)[-1]
+    assert isinstance(done, JobCompleted) and done.frames == 20 and agg.malformed == 3
+
+
+def test_a_job_whose_publisher_vanished_expires_and_leaves_no_files(tmp_path, job_records):
+    now = [1000.0]
+    agg = aggregator(tmp_path, clock=lambda: now[0])
+    feed(agg, job_records[:8])  # then the publisher dies: no JobEnd, no more frames
+    now[0] += 59
+    assert agg.expire() == []
+    now[0] += 2
+    [expired] = agg.expire()
+    assert isinstance(expired, JobFailed) and "no record of the job for 60 s" in expired.reason
+    assert not list((tmp_path / "work").glob("job-1.*")) and agg.jobs == {}
+    agg.announced("job-1")
+    assert aggregator(tmp_path, job_records).recover_all() == []  # and it stays over

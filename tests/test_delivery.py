@@ -79,3 +79,15 @@ def test_without_wait_an_output_path_is_refused(settings, clips, tmp_path):
     assert result.returncode == 1 and "-o needs --wait" in result.stderr
     with pytest.raises(DvpError, match="no such job"):
         fetch(settings, "never-ran", tmp_path / "y.mp4")
+
+
+def test_a_stalled_job_says_why(broker_kind, settings, services, clips):
+    """No worker runs: the job cannot progress, and the publisher is told so."""
+    if broker_kind == "tansu":
+        pytest.skip("the embedded broker does not report consumer group members")
+    services.aggregator()
+    result = dvp("publish", str(clips["face"]), "--filter", "blur", "--wait", "-q",
+                 env={**settings.to_env(), "DVP_STALL_TIMEOUT_S": "8"})
+    assert result.returncode == 1
+    assert "no news from the aggregator for 8 s (no worker is running (consumer group " in result.stderr
+    assert f"{settings.names.workers} has no members)" in result.stderr

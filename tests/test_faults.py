@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from dvp import kafka
 from dvp.infra.kafka.cluster import KafkaCluster
 from dvp.messages import METRICS, now_us
 from dvp.producers.publish import publish
@@ -280,3 +281,18 @@ def test_aggregator_killed_and_restarted(cluster_settings, cluster_services, bas
     _, done, wall, _ = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4", kill_aggregator)
     compare("aggregator SIGKILLed, restarted at once", baseline, cluster_settings, done.output, wall,
             max_stall_s=20)
+
+
+def test_a_partition_without_a_leader_is_named(cluster, tmp_path):
+    """Unreplicated topics and a dead broker: what a stalled job's publisher is told."""
+    settings = settings_for(cluster.bootstrap, tmp_path / "home", replication_factor=1)
+    kafka.ensure_topics(settings)
+    orphaned = {p for p, leader in leaders(settings, settings.names.frames).items() if leader == 2}
+    assert orphaned
+    kill_broker(cluster, 2)
+    expected = {f"partition {p} of {settings.names.frames} has no leader" for p in orphaned}
+    try:
+        wait_for(lambda: expected <= set(kafka.diagnose(settings)), 60, "the cluster to notice")
+    finally:
+        cluster.start_node(2, wait=False)
+        cluster.wait_ready(timeout=120)
