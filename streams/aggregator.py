@@ -1,9 +1,11 @@
 """The aggregator's logic, free of Faust: records of the processed topic in,
-job events out. Work files and the journal live under `work_dir`.
+job events out. Work files live under `work_dir`, outputs in `output_dir`.
 
-Recovery: the journal says where each unfinished job began; a fresh process
-re-reads each such job from that offset (kafka.read_partition) before taking any
-newer record of it, and the assembler drops what it has already seen."""
+Recovery: the journal (journal.py) says where each job began and how it ended.
+Whichever process holds a job's partition, after a restart or a rebalance,
+re-reads each running job from that offset (kafka.read_partition) before
+taking any newer record of it, and the assembler drops what it has already
+seen; outcomes that never went out are sent again."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,24 +26,19 @@ PROGRESS_EVERY = 25  # frames between progress events
 
 
 class Aggregator:
-    def __init__(self, work_dir: Path, output_dir: Path, options: AssemblyOptions, replay: Replayer,
-                 idle_timeout_s: float, clock: Callable[[], float] = time.monotonic):
-        self.idle_timeout_s = idle_timeout_s
-        self.clock = clock
-        self.last_seen: dict[str, float] = {}  # job id: when its last record came
+    def __init__(self, journal: Journal, work_dir: Path, output_dir: Path, options: AssemblyOptions,
+                 replay: Replayer, idle_timeout_s: float, clock: Callable[[], float] = time.monotonic):
+        self.journal = journal
         self.work_dir = work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
         self.output_dir = output_dir
         self.options = options
-        self.journal = Journal(work_dir / "journal")
         self.replay = replay
+        self.idle_timeout_s = idle_timeout_s
+        self.clock = clock
         self.jobs: dict[str, JobAssembler] = {}
-        unfinished = list(self.journal.unfinished())
-        # Jobs this process must re-read from their start before going on.
-        self.to_recover: dict[str, JobEntry] = {e.job_id: e for e in unfinished if e.status == RUNNING}
-        # Jobs that ended, but a crash came before their outcome went out: it goes out again.
-        self.to_announce: list[Outcome] = [
-            (JobCompleted if e.status == COMPLETED else JobFailed)(**e.outcome)
-            for e in unfinished if e.status != RUNNING and e.outcome is not None]
+        self.last_seen: dict[str, float] = {}  # job id: when its last record came
+        self.reannounced: set[str] = set()  # ended jobs whose outcome this process sent again
         self.malformed = 0
         self.orphans = 0
 
@@ -66,38 +63,62 @@ class Aggregator:
     def _handle(self, record, partition: int, offset: int) -> list:
         job_id = record.job_id
         events: list = []
-        if job_id in self.to_recover:
-            events += self.recover(job_id)
-        if isinstance(record, JobStart):
+        entry = self.journal.get(job_id)
+        if job_id not in self.jobs and entry is not None and entry.status == RUNNING:
+            # A running job this process does not hold: it restarted, or the partition moved here.
+            events += self.recover(entry)
             entry = self.journal.get(job_id)
-            if entry is not None and entry.status != RUNNING:
-                return events  # a replayed start of a job that already ended
-            if job_id not in self.jobs:
-                self._open(record, partition, offset)
-                return events + [JobProgress(job_id, 0, record.frame_count)]
+        if isinstance(record, JobStart) and job_id not in self.jobs:
+            if entry is not None:
+                return events  # a start read again, of a job that ended
+            self._open(record, partition, offset)
+            return events + [JobProgress(job_id, 0, record.frame_count)]
         job = self.jobs.get(job_id)
-        if job is not None:
-            self.last_seen[job_id] = self.clock()
         if job is None:
-            entry = self.journal.get(job_id)
             if entry is None:
-                self.orphans += 1  # its start was read by another aggregator: not ours
+                self.orphans += 1
                 log.warning("record for unknown job %s at %d@%d (%d such records)",
                             job_id, partition, offset, self.orphans)
             return events
+        self.last_seen[job_id] = self.clock()
         return events + self._add(job, record)
 
-    def recover(self, job_id: str) -> list:
-        """Re-read an unfinished job from its start (after a restart)."""
-        entry = self.to_recover.pop(job_id)
+    def adopt(self, entries: list[JobEntry]) -> list:
+        """Take over the unfinished jobs of partitions this process now holds (after a
+        start, a crash or a rebalance): rebuild the running ones from the log, and
+        send again the outcomes that never went out."""
+        events: list = []
+        for entry in entries:
+            if entry.job_id in self.jobs or entry.job_id in self.reannounced:
+                continue
+            if entry.status == RUNNING:
+                events += self.recover(entry)
+            elif entry.outcome is not None:
+                self.reannounced.add(entry.job_id)
+                events.append((JobCompleted if entry.status == COMPLETED else JobFailed)(**entry.outcome))
+        return events
+
+    def release(self, partitions: set[int]) -> None:
+        """Partitions moved to another aggregator: forget their jobs, which it finishes."""
+        for job_id in list(self.jobs):
+            entry = self.journal.get(job_id)
+            if entry is not None and entry.partition in partitions:
+                log.info("job %s moves on with partition %d", job_id, entry.partition)
+                self._drop(job_id)
+        self.reannounced.clear()
+
+    def recover(self, entry: JobEntry) -> list:
+        """Rebuild a running job from its start in the log."""
+        job_id = entry.job_id
         log.warning("recovering job %s from %d@%d", job_id, entry.partition, entry.offset)
-        self.jobs.pop(job_id, None)
+        self._drop(job_id)
         events: list = []
         try:
             for record in self._records_of(job_id, entry):
                 if isinstance(record, JobStart):
                     if job_id not in self.jobs:
-                        self._open(record, entry.partition, entry.offset)
+                        self.jobs[job_id] = JobAssembler(record, self.work_dir, self.output_dir, self.options)
+                        self.last_seen[job_id] = self.clock()
                 elif job_id in self.jobs:
                     events += self._add(self.jobs[job_id], record)
                     if job_id not in self.jobs:
@@ -117,14 +138,6 @@ class Aggregator:
                 continue
             if record.job_id == job_id:
                 yield record
-
-    def recover_all(self) -> list:
-        """What a restart owes: outcomes never announced, then the unfinished jobs' events."""
-        events: list = self.to_announce
-        self.to_announce = []
-        for job_id in list(self.to_recover):
-            events += self.recover(job_id)
-        return events
 
     def expire(self) -> list:
         """Fail the jobs that have had no record for the idle timeout: their

@@ -19,9 +19,11 @@ from dvp.errors import MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobProgress
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import AssemblyOptions
+from dvp.streams.journal import Journal
 from dvp.streams.results import result_chunks
 
 log = logging.getLogger("dvp.aggregator")
+ADOPT_EVERY_S = 2.0  # how often unfinished jobs of held partitions are looked for
 
 
 def _credentials(settings: Settings):
@@ -69,66 +71,83 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     jobs = app.topic(settings.names.jobs, key_serializer="raw", value_serializer="raw")
     results = app.topic(settings.names.results, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(settings.names.deadletter, key_serializer="raw", value_serializer="raw")
-    progress = app.Table("job-progress", default=None, key_type=str,
+    progress = app.Table("job-progress", default=None, key_type=str, use_partitioner=True,
                          partitions=settings.processed_partitions)
+    # Keyed by job id and placed by the key's partitioner, so each entry sits on the
+    # partition of its job's records and moves with it.
+    journal = Journal(app.Table("job-journal", default=None, key_type=str, use_partitioner=True,
+                                partitions=settings.processed_partitions))
     aggregator = Aggregator(
-        work_dir, settings.outputs, AssemblyOptions(settings.crf, settings.preset, settings.reorder_frames,
-                                                  settings.reorder_mb * 1_000_000),
+        journal, work_dir, settings.outputs,
+        AssemblyOptions(settings.crf, settings.preset, settings.reorder_frames, settings.reorder_mb * 1_000_000),
         replay=lambda partition, offset: ((o, value) for o, _key, value in kafka.read_partition(
             settings, settings.names.processed, partition, offset)),
         idle_timeout_s=settings.job_idle_timeout_s)
     # One thread: the assembly is serial, and the event loop stays free.
     assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
 
+    async def in_assembly(work, *args):
+        """Run aggregator work on the assembly thread; its journal writes are saved
+        here, on the event loop, which alone may write a Faust table."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(assembly, work, *args)
+        finally:
+            journal.save()
+
     async def publish(events) -> None:
-        loop = asyncio.get_running_loop()
+        """Send the job events, a finished video's pieces before its JobCompleted; then
+        journal the outcomes as announced."""
         for event in events:
             key = event.job_id.encode()
-            if isinstance(event, JobCompleted):  # the video first, then the news that it is all there
+            if isinstance(event, JobCompleted):
                 chunks = result_chunks(event.job_id, Path(event.output))
-                while (chunk := await loop.run_in_executor(assembly, next, chunks, None)) is not None:
+                while (chunk := await in_assembly(next, chunks, None)) is not None:
                     await results.send(key=key, value=RESULTS.encode(chunk))
             await jobs.send(key=key, value=JOBS.encode(event))
+            if not isinstance(event, JobProgress):
+                await in_assembly(aggregator.announced, event.job_id)
+            try:
+                progress[event.job_id] = _progress_row(event)
+            except Exception:  # the table is for watching; it must not stop the assembly
+                log.exception("cannot update the progress table for %s", event.job_id)
 
     @app.agent(processed)
     async def assemble(stream):
-        loop = asyncio.get_running_loop()
         async for event in stream.events():
             msg = event.message
             try:
-                out = await loop.run_in_executor(
-                    assembly, aggregator.handle, msg.partition, msg.offset, event.value)
+                out = await in_assembly(aggregator.handle, msg.partition, msg.offset, event.value)
             except MalformedRecord as exc:  # set aside with where it came from, and go on
                 log.warning("dead letter %d, %s[%d]@%d: %s", aggregator.malformed, msg.topic, msg.partition,
                             msg.offset, exc)
                 await dead_letters.send(key=event.key, value=event.value or b"", headers=kafka.dead_letter_headers(
                     str(exc), msg.topic, msg.partition, msg.offset))
                 continue
-            await publish_outcomes(out)  # first: whoever waits for the job must hear of it
-            for job_event in out:
-                try:
-                    progress[job_event.job_id] = _progress_row(job_event)
-                except Exception:  # the table is for watching; it must not stop the assembly
-                    log.exception("cannot update the progress table for %s", job_event.job_id)
+            await publish(out)
 
-    async def publish_outcomes(events) -> None:
-        """Publish, then journal that the outcomes are out."""
-        loop = asyncio.get_running_loop()
-        await publish(events)
-        for event in events:
-            if not isinstance(event, JobProgress):
-                await loop.run_in_executor(assembly, aggregator.announced, event.job_id)
+    def held_partitions() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.names.processed}
 
-    @app.task
-    async def recover_unfinished():
-        """Jobs cut short by a crash finish even if no new record of theirs arrives."""
-        loop = asyncio.get_running_loop()
-        await publish_outcomes(await loop.run_in_executor(assembly, aggregator.recover_all))
+    @app.on_partitions_revoked.connect
+    async def release_jobs(_app, /, *args, signal, **_kwargs) -> None:
+        """Another aggregator finishes the jobs of these partitions, from the journal."""
+        revoked = args[0]  # the signal's argument: the revoked topic partitions
+        await in_assembly(aggregator.release, {tp.partition for tp in revoked
+                                               if tp.topic == settings.names.processed})
+
+    @app.timer(interval=ADOPT_EVERY_S)
+    async def adopt_jobs():
+        """Jobs of partitions this process holds that nobody is finishing (after a start,
+        a crash or a rebalance) finish even if no new record of theirs arrives."""
+        if app.rebalancing or app.in_recovery:
+            return  # the journal is not whole yet
+        unfinished = list(journal.unfinished(held_partitions()))
+        if unfinished:
+            await publish(await in_assembly(aggregator.adopt, unfinished))
 
     @app.timer(interval=min(settings.job_idle_timeout_s / 4, 30.0))
     async def expire_idle_jobs():
-        loop = asyncio.get_running_loop()
-        await publish_outcomes(await loop.run_in_executor(assembly, aggregator.expire))
+        await publish(await in_assembly(aggregator.expire))
 
     return app
 

@@ -1,13 +1,16 @@
-"""The aggregator's memory across restarts: where each job began in the
-processed log, and whether it ended. One small JSON file per job, replaced
-atomically; the output it describes lives on the same disk."""
+"""Each job's place in the processed log and how it ended: what lets any
+aggregator finish a job after a crash, or after the job's partition moved to
+it. The app keeps it in a Faust table, partitioned like the processed topic,
+replicated through its changelog and restored wherever the partition goes;
+tests give it a plain dict.
+
+Writes are held until `save()` moves them into the table, which is called
+from the thread that may write it (Faust's event loop); the assembly thread
+only reads."""
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -15,39 +18,34 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 @dataclass(frozen=True)
 class JobEntry:
     job_id: str
-    partition: int
+    partition: int  # of the processed topic, where the job's records are
     offset: int  # of the job's JobStart
     status: str
     outcome: dict | None = None  # the JobCompleted or JobFailed fields, once the job ended
-    announced: bool = False  # its outcome went out; until then a restart sends it again
+    announced: bool = False  # its outcome went out; until then a new owner sends it again
 
 
 class Journal:
-    def __init__(self, directory: Path):
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, job_id: str) -> Path:
-        return self.directory / f"{job_id}.json"
+    def __init__(self, store: MutableMapping[str, dict]):
+        self._store = store
+        self._unsaved: dict[str, dict] = {}
 
     def get(self, job_id: str) -> JobEntry | None:
-        try:
-            return JobEntry(**json.loads(self._path(job_id).read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
-            return None
+        raw = self._unsaved.get(job_id) or self._store.get(job_id)
+        return JobEntry(**raw) if raw else None
 
     def put(self, entry: JobEntry) -> None:
-        path = self._path(entry.job_id)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(asdict(entry), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        self._unsaved[entry.job_id] = asdict(entry)
 
-    def unfinished(self) -> Iterator[JobEntry]:
-        """Jobs still running, or whose outcome was never announced."""
-        for path in sorted(self.directory.glob("*.json")):
-            entry = self.get(path.stem)
-            if entry is not None and (entry.status == RUNNING or not entry.announced):
+    def save(self) -> None:
+        unsaved, self._unsaved = self._unsaved, {}
+        for job_id, raw in unsaved.items():
+            self._store[job_id] = raw
+
+    def unfinished(self, partitions: Iterable[int]) -> Iterator[JobEntry]:
+        """Jobs on these partitions still running, or whose outcome was never announced."""
+        wanted = set(partitions)
+        for raw in {**dict(self._store.items()), **self._unsaved}.values():
+            entry = JobEntry(**raw)
+            if entry.partition in wanted and (entry.status == RUNNING or not entry.announced):
                 yield entry

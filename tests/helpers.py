@@ -51,20 +51,21 @@ class Services:
         self.logs = logs
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, *args: str) -> subprocess.Popen:
+    def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{args[0]}-{len(self.procs)}.log", "wb")
         proc = subprocess.Popen([sys.executable, "-m", "dvp", *args], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL,
-                                env={**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", **(env or {})})
         self.procs.append(proc)
         return proc
 
     def worker(self) -> subprocess.Popen:
         return self.start("worker", "-v")
 
-    def aggregator(self) -> subprocess.Popen:
-        return self.start("aggregator", "-v")
+    def aggregator(self, home: Path | None = None) -> subprocess.Popen:
+        """An aggregator; `home`: its own work files and store, as on another machine."""
+        return self.start("aggregator", "-v", env={"DVP_HOME": str(home)} if home is not None else None)
 
     def wait_workers_assigned(self, timeout: float = 60) -> None:
         """Until every worker started holds partitions: the group has settled."""

@@ -10,6 +10,7 @@ from dvp.messages import ASSEMBLY, FaceBox, JobCompleted, JobEnd, JobFailed, Job
 from dvp.sample import read_stamp
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import AssemblyOptions
+from dvp.streams.journal import Journal
 from tests.helpers import read_video
 
 T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -28,16 +29,30 @@ def job_records(clips):
 
 
 def aggregator(tmp_path, log=(), clock=time.monotonic, **limits):
+    """An aggregator process; those of one test share the journal's store, as
+    aggregators share the Faust table, and the work and output folders."""
     limits = {"reorder_frames": 2000, "reorder_bytes": 512_000_000, **limits}
-    return Aggregator(tmp_path / "work", tmp_path / "out", AssemblyOptions(18, "veryfast", **limits),
+    store = STORES.setdefault(tmp_path, {})
+    return Aggregator(Journal(store), tmp_path / "work", tmp_path / "out", AssemblyOptions(18, "veryfast", **limits),
                       replay=lambda partition, offset: iter([r for r in log if r[0] >= offset]),
                       idle_timeout_s=60, clock=clock)
+
+
+STORES: dict = {}
 
 
 def feed(agg, records):
     events = []
     for offset, value in records:
         events += agg.handle(0, offset, value)
+        agg.journal.save()
+    return events
+
+
+def restart(agg) -> list:
+    """What a process that holds partition 0 does first: take over its unfinished jobs."""
+    events = agg.adopt(list(agg.journal.unfinished({0})))
+    agg.journal.save()
     return events
 
 
@@ -63,7 +78,7 @@ def test_a_restarted_aggregator_rebuilds_the_job_from_its_start(tmp_path, job_re
     first = aggregator(tmp_path, job_records)
     feed(first, job_records[:12])  # then it dies: work files half written
     second = aggregator(tmp_path, job_records[:15])  # the log as it stands at the restart
-    events = second.recover_all() + feed(second, job_records[15:])
+    events = restart(second) + feed(second, job_records[15:])
     done = events[-1]
     assert isinstance(done, JobCompleted) and done.frames == 20 and done.faces == 20
     assert [read_stamp(f) for f in read_video(done.output).frames] == list(range(20))
@@ -76,10 +91,11 @@ def test_an_outcome_lost_to_a_crash_is_announced_again_after_the_restart(tmp_pat
     first = aggregator(tmp_path, job_records)
     done = feed(first, job_records)[-1]
     assert isinstance(done, JobCompleted)
-    again = aggregator(tmp_path, job_records).recover_all()
+    again = restart(aggregator(tmp_path, job_records))
     assert again == [done]  # the same outcome, the video still in the store
     first.announced("job-1")
-    assert aggregator(tmp_path, job_records).recover_all() == []
+    first.journal.save()
+    assert restart(aggregator(tmp_path, job_records)) == []
 
 
 def test_a_job_failed_by_an_error_stays_failed_after_a_restart(tmp_path, job_records):
@@ -89,9 +105,10 @@ def test_a_job_failed_by_an_error_stays_failed_after_a_restart(tmp_path, job_rec
     failed = feed(first, log[:4])[-1]
     assert isinstance(failed, JobFailed)
     first.announced("job-1")
+    first.journal.save()
     # A restart re-reads the log: the failed job neither resumes nor completes.
     second = aggregator(tmp_path, log)
-    assert second.recover_all() + feed(second, log) == []
+    assert restart(second) + feed(second, log) == []
 
 
 @pytest.mark.parametrize("limits", [{"reorder_frames": 5}, {"reorder_bytes": 5 * 30_000}])
@@ -128,4 +145,18 @@ def test_a_job_whose_publisher_vanished_expires_and_leaves_no_files(tmp_path, jo
     assert isinstance(expired, JobFailed) and "no record of the job for 60 s" in expired.reason
     assert not list((tmp_path / "work").glob("job-1.*")) and agg.jobs == {}
     agg.announced("job-1")
-    assert aggregator(tmp_path, job_records).recover_all() == []  # and it stays over
+    agg.journal.save()
+    assert restart(aggregator(tmp_path, job_records)) == []  # and it stays over
+
+
+def test_a_job_whose_partition_moves_is_finished_by_the_new_owner_alone(tmp_path, job_records):
+    """Two aggregators; the job's partition moves from one to the other mid-job."""
+    first, second = aggregator(tmp_path, job_records), aggregator(tmp_path, job_records)
+    assert restart(second) == []
+    feed(first, job_records[:10])
+    first.release({0})  # the rebalance: partition 0 goes to the second
+    assert first.jobs == {} and first.expire() == [] and not list((tmp_path / "work").glob("job-1.*"))
+    events = restart(second) + feed(second, job_records[10:])
+    done = events[-1]
+    assert isinstance(done, JobCompleted) and done.frames == 20
+    assert [read_stamp(f) for f in read_video(done.output).frames] == list(range(20))

@@ -74,18 +74,18 @@ class MetricsTail:
 class Fault:
     """What a fault needs to know, and when it struck."""
     workers: list
-    aggregator: object
+    aggregators: list
     published: object
     seen: list  # metrics of the frames processed before it
     at_us: int = 0
 
 
-def run(settings, services, clip, out, fault=None, while_waiting=lambda: None):
+def run(settings, services, clip, out, fault=None, while_waiting=lambda: None, aggregator_homes=(None,)):
     """One job with 2 workers; `fault(Fault)` strikes once a tenth of the frames are
     done, `while_waiting()` runs every half second after that (in this thread:
     processes it starts end with it). Returns the job and the fault as it struck."""
     workers = [services.worker(), services.worker()]
-    aggregator = services.aggregator()
+    aggregators = [services.aggregator(home) for home in aggregator_homes]
     watcher = JobWatcher(settings)
     tail = MetricsTail(settings)
     struck = None
@@ -93,7 +93,7 @@ def run(settings, services, clip, out, fault=None, while_waiting=lambda: None):
         began = time.monotonic()
         published = publish(settings, str(clip), "blur", progress=False)
         if fault is not None:
-            struck = Fault(workers, aggregator, published, list(tail.until(published.frames // 10, 90)))
+            struck = Fault(workers, aggregators, published, list(tail.until(published.frames // 10, 90)))
             assert len(struck.seen) < published.frames * 0.6, "the job was nearly done before the fault"
             struck.at_us = now_us()
             fault(struck)
@@ -273,8 +273,8 @@ def test_aggregator_killed_and_restarted(cluster_settings, cluster_services, bas
     def kill_aggregator(fault: Fault):
         work = cluster_settings.home / "aggregator"
         wait_for(lambda: any(work.glob("*.video.mp4")), 60, "the aggregator to start writing")
-        os.kill(fault.aggregator.pid, signal.SIGKILL)
-        fault.aggregator.wait()
+        os.kill(fault.aggregators[0].pid, signal.SIGKILL)
+        fault.aggregators[0].wait()
         assert not (tmp_path / "out.mp4").exists()  # killed with the job open
         cluster_services.aggregator()
 
@@ -296,3 +296,26 @@ def test_a_partition_without_a_leader_is_named(cluster, tmp_path):
     finally:
         cluster.start_node(2, wait=False)
         cluster.wait_ready(timeout=120)
+
+
+def test_one_of_two_aggregators_killed(cluster_settings, cluster_services, baseline, clips, tmp_path):
+    """Two aggregators in one group, each with its own disk: the one assembling the
+    job dies, and the other finishes the job from the journal in Kafka."""
+    homes = [tmp_path / "aggregator-a", tmp_path / "aggregator-b"]
+    killed = []
+
+    def kill_the_assembling_one(fault: Fault):
+        def assembling():
+            return [i for i, home in enumerate(homes) if any((home / "aggregator").glob("*.video.mp4"))]
+        [owner] = wait_for(assembling, 60, "an aggregator to start writing")
+        os.kill(fault.aggregators[owner].pid, signal.SIGKILL)
+        fault.aggregators[owner].wait()
+        assert not (tmp_path / "out.mp4").exists()  # killed with the job open
+        killed.append(owner)
+
+    _, done, wall, _ = run(cluster_settings, cluster_services, clips["long"], tmp_path / "out.mp4",
+                           kill_the_assembling_one, aggregator_homes=homes)
+    [owner] = killed
+    assert done.output.startswith(str(homes[1 - owner]))  # finished in the other one's store
+    compare("one of 2 aggregators SIGKILLed, the other takes the job over", baseline, cluster_settings,
+            str(tmp_path / "out.mp4"), wall, max_stall_s=20)
