@@ -12,6 +12,7 @@ import threading
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.frames import Consumed, FrameProcessor, log_assignment, send_outcome
 from dvp.consumers.offsets import OffsetTracker
 from dvp.errors import BrokerError
@@ -24,14 +25,17 @@ DRAIN_S = 10
 
 
 class AtLeastOnceLoop:
-    def __init__(self, consumer: Consumer, producer: ReliableProducer, processor: FrameProcessor):
+    def __init__(self, consumer: Consumer, producer: ReliableProducer, processor: FrameProcessor,
+                 attempts: AttemptLog, crash_retries: int):
         self.consumer = consumer
         self.producer = producer
         self.processor = processor
+        self.attempts = attempts
+        self.crash_retries = crash_retries
         self.tracker = OffsetTracker()
 
     def run(self, topic: str, stop: threading.Event) -> None:
-        self.consumer.subscribe([topic], on_assign=log_assignment, on_revoke=self._on_revoke)
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
             while not stop.is_set():
                 msg = self.consumer.poll(0.2)
@@ -46,9 +50,23 @@ class AtLeastOnceLoop:
 
     def _handle(self, msg) -> None:
         record = Consumed(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+        careful = self.attempts.is_careful(record.topic, record.partition, record.offset)
+        outcome = None
+        if careful:  # its last worker died: maybe on one of these frames
+            tried = self.attempts.attempt(record.topic, record.partition, record.offset)
+            if tried >= self.crash_retries:
+                outcome = self.processor.set_aside(record, f"tried {tried + 1} times, and each time the worker "
+                                                           f"processing it died; set aside (DVP_CRASH_RETRIES)")
         self.tracker.started(record.topic, record.partition, record.offset)
-        send_outcome(self.producer, self.processor.process(record),
+        send_outcome(self.producer, outcome or self.processor.process(record),
                      functools.partial(self._delivered, record.topic, record.partition, record.offset))
+        if careful:  # its offset is committed before the next frame is tried
+            self.producer.flush(self.producer.timeout)
+            self._store_offsets()
+            try:
+                self.consumer.commit(asynchronous=False)
+            except KafkaException as exc:  # e.g. nothing new: the background commit was first
+                log.debug("careful commit: %s", exc)
 
     def _delivered(self, topic: str, partition: int, offset: int, err, _msg) -> None:
         if err is not None:
@@ -69,6 +87,10 @@ class AtLeastOnceLoop:
             log.error("%s", exc)
         self._store_offsets()
 
+    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
+        log_assignment(consumer, partitions)
+        self.attempts.claim(consumer, partitions)
+
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in partitions))
         self._drain()
@@ -78,3 +100,4 @@ class AtLeastOnceLoop:
             log.debug("commit on revoke: %s", exc)
         for tp in partitions:
             self.tracker.forget(tp.topic, tp.partition)
+        self.attempts.release(partitions)

@@ -103,6 +103,15 @@ class FrameProcessor:
                        also=(Outgoing(self.names.metrics, METRICS.encode(metrics), key),),
                        if_refused=functools.partial(self._failed, frame))
 
+    def set_aside(self, record: Consumed, reason: str) -> Outcome:
+        """Do not process this record: fail its frame's job with the reason, keep it as a dead letter."""
+        letter = self._dead_letter(record, reason)
+        try:
+            frame = FRAMES.decode(record.value)
+        except MalformedRecord:
+            return Outcome(letter)
+        return Outcome(self._failed(frame, reason), also=(letter,))
+
     def _filter(self, frame: Frame, partition: int) -> tuple[ProcessedFrame, FrameMetrics]:
         start = now_us()
         spec = _spec(frame.filter)

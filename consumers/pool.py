@@ -73,7 +73,9 @@ def run_pool(settings: Settings, processes: int) -> int:
                 slot.process.start()
                 slot.started = now
         time.sleep(0.2)
-    for slot in slots:
+    for slot in slots:  # also any started while the signal came
         if slot.process is not None:
+            if slot.process.is_alive():
+                slot.process.terminate()
             slot.process.join()
     return 0

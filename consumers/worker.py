@@ -7,12 +7,14 @@ import os
 import signal
 import socket
 import threading
+import uuid
 
 from confluent_kafka import Consumer
 
 from dvp import kafka
 from dvp.config import Settings
 from dvp.consumers.at_least_once import AtLeastOnceLoop
+from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.exactly_once import TransactionalLoop
 from dvp.consumers.frames import FrameProcessor, WorkerIdentity
 from dvp.faces import FaceDetector
@@ -56,13 +58,19 @@ def _clients(settings: Settings, worker_id: str, exactly_once: bool) -> tuple[Co
 def run_worker(settings: Settings) -> None:
     """One worker in this process, until SIGTERM or SIGINT."""
     host, pid = socket.gethostname(), os.getpid()
-    identity = WorkerIdentity(f"{host}-{pid}", host, _local_ip(settings.bootstrap), pid)
+    # The suffix tells apart two lives of a container, which keep its host name and often its pid.
+    identity = WorkerIdentity(f"{host}-{pid}-{uuid.uuid4().hex[:4]}", host, _local_ip(settings.bootstrap), pid)
     exactly_once = settings.guarantee == "exactly-once"
     kafka.ensure_topics(settings)
     consumer, producer = _clients(settings, identity.id, exactly_once)
     detector = FaceDetector()
     processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
-    loop = (TransactionalLoop if exactly_once else AtLeastOnceLoop)(consumer, producer, processor)
+    attempts = None
+    if exactly_once:
+        loop: TransactionalLoop | AtLeastOnceLoop = TransactionalLoop(consumer, producer, processor)
+    else:
+        attempts = AttemptLog(settings, identity.id, producer)
+        loop = AtLeastOnceLoop(consumer, producer, processor, attempts, settings.crash_retries)
     log.info("worker %s consuming %s (%s)", identity.id, settings.names.frames, settings.guarantee)
     # Until here a signal ends the process at once; from here on the loop
     # finishes its in-flight frames first.
@@ -73,6 +81,8 @@ def run_worker(settings: Settings) -> None:
         loop.run(settings.names.frames, stop)
     finally:
         consumer.close()  # commits what was stored, leaves the group at once
+        if attempts is not None:
+            attempts.close()
         detector.close()
         log.info("worker %s stopped after %d frames (%d dead letters)",
                  identity.id, processor.processed, processor.dead_letters)

@@ -59,6 +59,7 @@ class Names:
     results: str         # finished videos in pieces, keyed by job, for their publishers
     metrics: str         # one FrameMetrics record per frame
     deadletter: str      # records that are not valid dvp messages, as they came
+    attempts: str        # workers' claims of frames partitions, and attempts at frames after a crash
     workers: str         # the workers' consumer group (and transactional id prefix)
     aggregator: str      # the Faust app id: its consumer group and table names
     watch: str           # the group name of job watchers (they commit nothing)
@@ -106,6 +107,10 @@ class Settings:
     connect_timeout_s: float = _setting(
         15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing", float,
         check=_at_least(0.1))
+    crash_retries: int = _setting(
+        2, "DVP_CRASH_RETRIES",
+        "times a frame whose worker died processing it is tried again before it is set aside", int,
+        check=_at_least(0))
     reorder_frames: int = _setting(
         2000, "DVP_REORDER_FRAMES",
         "frames the aggregator holds while they wait for an earlier one; past this the job fails", int,

@@ -68,6 +68,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.names.results: 4,
         settings.names.metrics: 4,
         settings.names.deadletter: 1,
+        settings.names.attempts: 4,
     }
 
 
@@ -153,7 +154,9 @@ def key_partition(key: bytes, partitions: int) -> int:
 def read_partition(settings: Settings, topic: str, partition: int, start: int | None = None) -> Iterator:
     """The records of one partition from `start` (default: the oldest kept) to its
     end as it is now, outside any consumer group: (offset, key, value)."""
-    reader = consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False})
+    # EOF too: the last offsets of a transactional log are commit markers, never delivered.
+    reader = consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False,
+                                   "enable.partition.eof": True})
     try:
         low, end = watermarks(reader, topic, partition, settings.connect_timeout_s)
         start = low if start is None else max(start, low)
@@ -165,6 +168,8 @@ def read_partition(settings: Settings, topic: str, partition: int, start: int | 
             if msg is None:
                 raise BrokerError(f"reading {topic}[{partition}] from {start} stalled")
             err, offset = msg.error(), msg.offset()
+            if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                return
             if err is not None:
                 raise BrokerError(f"reading {topic}[{partition}]: {err.str()}")
             if offset is None:
@@ -280,5 +285,6 @@ class ReliableProducer:
         left = self._producer.flush(timeout)
         if left:
             raise BrokerError(f"{left} records not acknowledged by Kafka within {timeout:g} s")
-        if self.errors:
-            raise BrokerError(f"Kafka refused records: {self.errors[0]}")
+        errors, self.errors = self.errors, []  # each refusal is reported once
+        if errors:
+            raise BrokerError(f"Kafka refused records: {errors[0]}")

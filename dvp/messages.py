@@ -133,6 +133,16 @@ class ResultChunk:
 
 
 @message
+class FrameAttempt:
+    topic: str
+    partition: int
+    offset: int
+    kind: str
+    worker_id: str
+    ts_us: int
+
+
+@message
 class JobFailed:
     job_id: str
     reason: str
@@ -162,3 +172,4 @@ ASSEMBLY = Codec(JobStart, ProcessedFrame, FrameFailed, AudioChunk, JobEnd, JobA
 JOBS = Codec(JobProgress, JobCompleted, JobFailed, validate=_check_job_id)
 METRICS = Codec(FrameMetrics, validate=_check_job_id)
 RESULTS = Codec(ResultChunk, validate=_check_job_id)
+ATTEMPTS = Codec(FrameAttempt)

@@ -38,7 +38,7 @@ class Aggregator:
         self.clock = clock
         self.jobs: dict[str, JobAssembler] = {}
         self.last_seen: dict[str, float] = {}  # job id: when its last record came
-        self.reannounced: set[str] = set()  # ended jobs whose outcome this process sent again
+        self.announcing: set[str] = set()  # ended jobs whose outcome this process is sending
         self.malformed = 0
         self.orphans = 0
 
@@ -88,24 +88,25 @@ class Aggregator:
         start, a crash or a rebalance): rebuild the running ones from the log, and
         send again the outcomes that never went out."""
         events: list = []
-        for entry in entries:
-            if entry.job_id in self.jobs or entry.job_id in self.reannounced:
+        for listed in entries:
+            entry = self.journal.get(listed.job_id)  # as it is now, not when it was listed
+            if entry is None or entry.job_id in self.jobs or entry.job_id in self.announcing:
                 continue
             if entry.status == RUNNING:
                 events += self.recover(entry)
-            elif entry.outcome is not None:
-                self.reannounced.add(entry.job_id)
+            elif entry.outcome is not None and not entry.announced:
+                self.announcing.add(entry.job_id)
                 events.append((JobCompleted if entry.status == COMPLETED else JobFailed)(**entry.outcome))
         return events
 
-    def release(self, partitions: set[int]) -> None:
-        """Partitions moved to another aggregator: forget their jobs, which it finishes."""
+    def keep_only(self, partitions: set[int]) -> None:
+        """After a rebalance: forget the jobs of partitions this process no longer
+        holds; whoever holds them now finishes them from the journal."""
         for job_id in list(self.jobs):
             entry = self.journal.get(job_id)
-            if entry is not None and entry.partition in partitions:
+            if entry is not None and entry.partition not in partitions:
                 log.info("job %s moves on with partition %d", job_id, entry.partition)
                 self._drop(job_id)
-        self.reannounced.clear()
 
     def recover(self, entry: JobEntry) -> list:
         """Rebuild a running job from its start in the log."""
@@ -120,7 +121,10 @@ class Aggregator:
                         self.jobs[job_id] = JobAssembler(record, self.work_dir, self.output_dir, self.options)
                         self.last_seen[job_id] = self.clock()
                 elif job_id in self.jobs:
-                    events += self._add(self.jobs[job_id], record)
+                    try:
+                        events += self._add(self.jobs[job_id], record)
+                    except MalformedRecord:  # set aside when it first came; skipped again
+                        continue
                     if job_id not in self.jobs:
                         break  # finished
         except DvpError as exc:
@@ -186,6 +190,7 @@ class Aggregator:
         """Journal the job's end and its outcome: a restart does not recover the job,
         but announces the outcome again until `announced` is called."""
         status = FAILED if isinstance(outcome, JobFailed) else COMPLETED
+        self.announcing.add(job_id)
         entry = self.journal.get(job_id)
         if entry is not None:
             self.journal.put(dataclasses.replace(entry, status=status, outcome=dataclasses.asdict(outcome),
@@ -195,6 +200,7 @@ class Aggregator:
 
     def announced(self, job_id: str) -> None:
         """The job's outcome is out: a restart need not send it again."""
+        self.announcing.discard(job_id)
         entry = self.journal.get(job_id)
         if entry is not None and entry.status != RUNNING:
             self.journal.put(dataclasses.replace(entry, announced=True))

@@ -16,7 +16,7 @@ import faust
 from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
 from dvp.errors import MalformedRecord
-from dvp.messages import JOBS, RESULTS, JobCompleted, JobProgress
+from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import AssemblyOptions
 from dvp.streams.journal import Journal
@@ -99,6 +99,10 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         journal the outcomes as announced."""
         for event in events:
             key = event.job_id.encode()
+            if isinstance(event, JobCompleted) and not Path(event.output).is_file():
+                # Announced again by an aggregator on another machine than the one that wrote it.
+                event = JobFailed(event.job_id, f"its video was written to {event.output} on another "
+                                                f"aggregator's disk, which is not here; publish it again")
             if isinstance(event, JobCompleted):
                 chunks = result_chunks(event.job_id, Path(event.output))
                 while (chunk := await in_assembly(next, chunks, None)) is not None:
@@ -128,12 +132,12 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     def held_partitions() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.names.processed}
 
-    @app.on_partitions_revoked.connect
-    async def release_jobs(_app, /, *args, signal, **_kwargs) -> None:
-        """Another aggregator finishes the jobs of these partitions, from the journal."""
-        revoked = args[0]  # the signal's argument: the revoked topic partitions
-        await in_assembly(aggregator.release, {tp.partition for tp in revoked
-                                               if tp.topic == settings.names.processed})
+    @app.on_partitions_assigned.connect
+    async def keep_held_jobs(_app, /, *args, signal, **_kwargs) -> None:
+        """Jobs of partitions gone to another aggregator are its to finish, from the journal."""
+        assigned = args[0]  # the signal's argument: the topic partitions held now
+        await in_assembly(aggregator.keep_only, {tp.partition for tp in assigned
+                                                 if tp.topic == settings.names.processed})
 
     @app.timer(interval=ADOPT_EVERY_S)
     async def adopt_jobs():

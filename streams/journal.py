@@ -9,7 +9,8 @@ from the thread that may write it (Faust's event loop); the assembly thread
 only reads."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping
+import threading
+from collections.abc import Iterable, MutableMapping
 from dataclasses import asdict, dataclass
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
@@ -29,23 +30,27 @@ class Journal:
     def __init__(self, store: MutableMapping[str, dict]):
         self._store = store
         self._unsaved: dict[str, dict] = {}
+        self._lock = threading.Lock()  # the assembly thread and the event loop both use it
 
     def get(self, job_id: str) -> JobEntry | None:
-        raw = self._unsaved.get(job_id) or self._store.get(job_id)
+        with self._lock:
+            raw = self._unsaved.get(job_id) or self._store.get(job_id)
         return JobEntry(**raw) if raw else None
 
     def put(self, entry: JobEntry) -> None:
-        self._unsaved[entry.job_id] = asdict(entry)
+        with self._lock:
+            self._unsaved[entry.job_id] = asdict(entry)
 
     def save(self) -> None:
-        unsaved, self._unsaved = self._unsaved, {}
-        for job_id, raw in unsaved.items():
-            self._store[job_id] = raw
+        with self._lock:
+            unsaved, self._unsaved = self._unsaved, {}
+            for job_id, raw in unsaved.items():
+                self._store[job_id] = raw
 
-    def unfinished(self, partitions: Iterable[int]) -> Iterator[JobEntry]:
+    def unfinished(self, partitions: Iterable[int]) -> list[JobEntry]:
         """Jobs on these partitions still running, or whose outcome was never announced."""
         wanted = set(partitions)
-        for raw in {**dict(self._store.items()), **self._unsaved}.values():
-            entry = JobEntry(**raw)
-            if entry.partition in wanted and (entry.status == RUNNING or not entry.announced):
-                yield entry
+        with self._lock:
+            raws = list({**dict(self._store.items()), **self._unsaved}.values())
+        return [entry for entry in map(lambda raw: JobEntry(**raw), raws)
+                if entry.partition in wanted and (entry.status == RUNNING or not entry.announced)]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -35,6 +36,27 @@ def read_video(path) -> Video:
         duration = float(v.duration * v.time_base) if v.duration else len(frames) / fps
         audio = float(a.duration * a.time_base) if a is not None and a.duration else None
         return Video(frames, fps, duration, audio, a.codec_context.name if a is not None else None)
+
+
+def write_clip(path, frames: list, fmt: str | None = None, options: dict | None = None,
+               tone_s: float | None = None, fps: int = 25) -> None:
+    """A video file of these frames (H.264), and with `tone_s` a 300 Hz 16 kHz PCM tone that long."""
+    with av.open(str(path), "w", format=fmt) as out:
+        video = out.add_stream("libx264", rate=fps, options=options or {})
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=16000, layout="mono") if tone_s else None
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        if sound is not None:
+            tone = (np.sin(np.arange(int(tone_s * 16000)) / 16000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+            for start in range(0, len(tone), 1600):
+                samples = av.AudioFrame.from_ndarray(tone[None, start:start + 1600], format="s16", layout="mono")
+                samples.sample_rate, samples.pts = 16000, start
+                out.mux(sound.encode(samples))
+            out.mux(sound.encode())
 
 
 def dvp(*args, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

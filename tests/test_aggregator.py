@@ -154,7 +154,7 @@ def test_a_job_whose_partition_moves_is_finished_by_the_new_owner_alone(tmp_path
     first, second = aggregator(tmp_path, job_records), aggregator(tmp_path, job_records)
     assert restart(second) == []
     feed(first, job_records[:10])
-    first.release({0})  # the rebalance: partition 0 goes to the second
+    first.keep_only({1, 2})  # the rebalance: partition 0 goes to the second
     assert first.jobs == {} and first.expire() == [] and not list((tmp_path / "work").glob("job-1.*"))
     events = restart(second) + feed(second, job_records[10:])
     done = events[-1]

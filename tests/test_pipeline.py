@@ -15,7 +15,7 @@ from dvp.messages import ASSEMBLY, METRICS, ProcessedFrame
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.sample import read_stamp
-from tests.helpers import dvp, mean_abs_diff, psnr, read_topic, read_video, wait_for
+from tests.helpers import dvp, mean_abs_diff, psnr, read_topic, read_video, wait_for, write_clip
 
 pytestmark = pytest.mark.integration
 
@@ -181,22 +181,7 @@ def test_worker_stopped_with_sigterm_finishes_its_frames_and_leaves(settings, se
 
 def test_audio_that_mp4_cannot_carry_is_reencoded_to_aac(clips, tmp_path):
     source = tmp_path / "pcm.mkv"
-    frames = read_video(clips["face"]).frames[:30]
-    with av.open(str(source), "w") as out:
-        video = out.add_stream("libx264", rate=25)
-        video.width, video.height, video.pix_fmt = 480, 360, "yuv420p"
-        sound = out.add_stream("pcm_s16le", rate=16000, layout="mono")
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-        tone = (np.sin(np.arange(19200) / 16000 * 2 * np.pi * 300) * 8000).astype(np.int16)
-        for start in range(0, len(tone), 1600):
-            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1600], format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 16000, start
-            out.mux(sound.encode(frame))
-        out.mux(sound.encode())
+    write_clip(source, read_video(clips["face"]).frames[:30], tone_s=1.2)
     out = tmp_path / "out.mp4"
     result = dvp("run", str(source), "-o", str(out), "-q", "--workers", "1")
     assert result.returncode == 0, result.stderr
@@ -247,23 +232,8 @@ def test_phone_video_stored_sideways_is_filtered_upright(clips, tmp_path):
 def test_avi_with_b_frames_keeps_every_frame_time_and_the_sound_in_step(clips, tmp_path):
     """AVI has no presentation times: with B-frames the decoder hands out decode-order
     times. The output's frame times must equal the input's display times."""
-    frames = read_video(clips["face"]).frames[:40]
     source = tmp_path / "camera.avi"
-    with av.open(str(source), "w", format="avi") as out:
-        video = out.add_stream("libx264", rate=25, options={"bf": "2", "crf": "16"})
-        video.width, video.height, video.pix_fmt = 480, 360, "yuv420p"
-        sound = out.add_stream("pcm_s16le", rate=16000, layout="mono")
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-        tone = (np.sin(np.arange(25600) / 16000 * 2 * np.pi * 300) * 8000).astype(np.int16)
-        for start in range(0, len(tone), 1600):
-            samples = av.AudioFrame.from_ndarray(tone[None, start:start + 1600], format="s16", layout="mono")
-            samples.sample_rate, samples.pts = 16000, start
-            out.mux(sound.encode(samples))
-        out.mux(sound.encode())
+    write_clip(source, read_video(clips["face"]).frames[:40], fmt="avi", options={"bf": "2", "crf": "16"}, tone_s=1.6)
     out = tmp_path / "out.mp4"
     result = dvp("run", str(source), "-o", str(out), "-q", "--workers", "1")
     assert result.returncode == 0, result.stderr

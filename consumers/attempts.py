@@ -1,0 +1,119 @@
+"""Frames that kill the worker processing them (poison pills) are tried a
+bounded number of times, then set aside.
+
+Each worker says on the attempts topic when it takes a partition (claim) and
+when it lets it go (release). A partition whose last claim was never released
+belonged to a worker that died: its new owner takes it carefully, up to the
+end the log had when it took it: before each frame it records an attempt, and
+after it commits the frame's offset at once. A frame whose earlier attempts
+(by workers that then died) reached the limit is not tried again: its job
+fails with the reason, and the frame goes to the dead letters."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import BrokerError, MalformedRecord
+from dvp.messages import ATTEMPTS, FrameAttempt, now_us
+
+log = logging.getLogger("dvp.worker")
+CLAIM, RELEASE, ATTEMPT = "claim", "release", "attempt"
+
+
+@dataclass(frozen=True)
+class Careful:
+    """How a partition taken from a dead worker is processed: up to this offset."""
+    until: int
+
+
+class AttemptLog:
+    def __init__(self, settings: Settings, worker_id: str, producer: kafka.ReliableProducer):
+        self.settings = settings
+        self.topic = settings.names.attempts
+        self.worker_id = worker_id
+        self.producer = producer
+        self.reader = kafka.consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False,
+                                                  "enable.partition.eof": True})
+        parts = kafka.partition_count(settings, self.topic)
+        self.reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(parts)])
+        self.partitions = parts
+        self.owner: dict[tuple[str, int], tuple[str, str]] = {}  # (topic, partition): (kind, worker) last said
+        self.tries: Counter[tuple[str, int, int]] = Counter()  # (topic, partition, offset): attempts
+        self.careful: dict[tuple[str, int], Careful] = {}
+
+    def _say(self, kind: str, topic: str, partition: int, offset: int) -> None:
+        record = FrameAttempt(topic, partition, offset, kind, self.worker_id, now_us())
+        self.producer.send(self.topic, ATTEMPTS.encode(record), key=f"{topic}:{partition}".encode())
+        self.producer.flush(self.settings.connect_timeout_s)
+
+    def _catch_up(self) -> None:
+        """Read what the attempts topic says, up to its end as it is now."""
+        marks = {p: kafka.watermarks(self.reader, self.topic, p, self.settings.connect_timeout_s)
+                 for p in range(self.partitions)}
+        ends = {p: high for p, (_low, high) in marks.items()}
+        position = {tp.partition: tp.offset for tp in self.reader.position(
+            [TopicPartition(self.topic, p) for p in range(self.partitions)])}
+        # Before the first fetch a position is unknown (negative): count from the oldest record kept.
+        waiting = {p for p, (low, high) in marks.items() if max(position.get(p, low), low) < high}
+        while waiting:
+            msg = self.reader.poll(self.settings.connect_timeout_s)
+            if msg is None:
+                raise BrokerError(f"reading {self.topic} stalled")
+            offset, partition, err = msg.offset(), msg.partition(), msg.error()
+            if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                waiting.discard(partition)
+                continue
+            if err is not None or offset is None or partition is None:
+                continue
+            self._learn(msg.value())
+            if offset + 1 >= ends[partition]:
+                waiting.discard(partition)
+
+    def _learn(self, value: bytes | None) -> None:
+        try:
+            said = ATTEMPTS.decode(value)
+        except MalformedRecord:
+            return
+        if said.kind == ATTEMPT:
+            self.tries[(said.topic, said.partition, said.offset)] += 1
+        else:
+            self.owner[(said.topic, said.partition)] = (said.kind, said.worker_id)
+
+    def claim(self, consumer: Consumer, partitions: list) -> None:
+        """Partitions assigned: take each, carefully where its last owner died."""
+        self._catch_up()
+        for tp in partitions:
+            kind, worker = self.owner.get((tp.topic, tp.partition), (RELEASE, ""))
+            if kind == CLAIM and worker != self.worker_id:
+                _low, high = kafka.watermarks(consumer, tp.topic, tp.partition, self.settings.connect_timeout_s)
+                self.careful[(tp.topic, tp.partition)] = Careful(high)
+                log.warning("%s[%d]: its last worker (%s) died holding it; taken carefully up to offset %d",
+                            tp.topic, tp.partition, worker, high)
+            self._say(CLAIM, tp.topic, tp.partition, -1)
+
+    def release(self, partitions: list) -> None:
+        for tp in partitions:
+            self.careful.pop((tp.topic, tp.partition), None)
+            self._say(RELEASE, tp.topic, tp.partition, -1)
+
+    def is_careful(self, topic: str, partition: int, offset: int) -> bool:
+        careful = self.careful.get((topic, partition))
+        if careful is not None and offset >= careful.until:
+            del self.careful[(topic, partition)]
+            return False
+        return careful is not None
+
+    def attempt(self, topic: str, partition: int, offset: int) -> int:
+        """Record an attempt at a frame; return how many came before it (all of them
+        were read at the claim: no other worker has held the partition since)."""
+        before = self.tries[(topic, partition, offset)]
+        self._say(ATTEMPT, topic, partition, offset)
+        return before
+
+    def close(self) -> None:
+        self.reader.close()
