@@ -63,7 +63,7 @@ def run_worker(settings: Settings) -> None:
     exactly_once = settings.guarantee == "exactly-once"
     kafka.ensure_topics(settings)
     consumer, producer = _clients(settings, identity.id, exactly_once)
-    detector = FaceDetector()
+    detector = FaceDetector(settings.min_confidence, settings.detector_range, settings.tile)
     processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
     attempts = None
     if exactly_once:

@@ -107,6 +107,17 @@ class Settings:
     connect_timeout_s: float = _setting(
         15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing", float,
         check=_at_least(0.1))
+    detector_range: str = _setting(
+        "both", "DVP_DETECTOR_RANGE",
+        "MediaPipe models run on each frame: short (close-ups), full (far faces) or both", str,
+        choices=("short", "full", "both"))
+    min_confidence: float = _setting(
+        0.5, "DVP_MIN_CONFIDENCE", "detections below this score are not faces (lower: fewer misses)", float,
+        check=lambda v: None if 0 < v < 1 else f"must be between 0 and 1, got {v:g}")
+    tile: int = _setting(
+        640, "DVP_TILE",
+        "frames larger than this are also searched in overlapping tiles of this many pixels (and twice, ...): "
+        "smaller finds smaller faces in large frames, and costs more", int, check=_at_least(192))
     crash_retries: int = _setting(
         2, "DVP_CRASH_RETRIES",
         "times a frame whose worker died processing it is tried again before it is set aside", int,

@@ -1,10 +1,24 @@
-"""Face detection with MediaPipe (models bundled in the 0.10.21 wheel)."""
+"""Face detection with MediaPipe (models bundled in the 0.10.21 wheel), at every
+face size and every frame size.
+
+MediaPipe sees its input shrunk to 128 or 192 pixels: in a 4K frame a face of
+150 pixels becomes 8 and is missed, and the full-range model misses faces that
+fill the frame. So a frame is looked at whole by both models (short-range for
+close-ups, full-range for the rest) and, where it is larger than `tile`, in
+overlapping tiles by the full-range model: tiles of `tile` pixels, then twice
+that, and so on up to the frame's size, each overlapping its neighbours by
+half, so that a face of a given pixel size is found whatever the frame size.
+Boxes from all views are merged; where two overlap, the union is kept (a box
+too large costs a little picture, one too small leaks a face)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+RANGES = ("short", "full", "both")
 
 
 @dataclass(frozen=True)
@@ -18,15 +32,70 @@ class Face:
     landmarks: np.ndarray | None = None
 
 
+def tiles(width: int, height: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
+    """(x, y, w, h) of the tiles a frame is looked at in, smallest first: squares
+    of `tile` pixels, then twice that, ..., each level overlapping by half; none
+    for a frame that fits in one tile."""
+    size = tile
+    while size < max(width, height):
+        w, h = min(size, width), min(size, height)
+        for y in _starts(height, h, size // 2):
+            for x in _starts(width, w, size // 2):
+                yield x, y, w, h
+        size *= 2
+
+
+def _starts(length: int, span: int, stride: int) -> list[int]:
+    """Where windows of `span` start along `length`, `stride` apart, the last flush with the end."""
+    if span >= length:
+        return [0]
+    starts = list(range(0, length - span, stride))
+    return starts + [length - span]
+
+
+def _overlap(a: Face, b: Face) -> tuple[float, float]:
+    """(intersection over union, share of the smaller box inside the other)."""
+    x0, y0 = max(a.x, b.x), max(a.y, b.y)
+    x1, y1 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(x1 - x0, 0) * max(y1 - y0, 0)
+    areas = (a.w * a.h, b.w * b.h)
+    return inter / (sum(areas) - inter), inter / min(areas)
+
+
+def merge(faces: list[Face]) -> list[Face]:
+    """One box per face: boxes that overlap a third or more (IoU), or one mostly
+    inside another (a face seen whole and, cut, at a tile's edge), become their
+    union, with the best score."""
+    merged: list[Face] = []
+    for face in sorted(faces, key=lambda f: -f.score):
+        for i, kept in enumerate(merged):
+            iou, inside = _overlap(face, kept)
+            if iou >= 1 / 3 or inside >= 0.6:
+                x0, y0 = min(face.x, kept.x), min(face.y, kept.y)
+                x1, y1 = max(face.x + face.w, kept.x + kept.w), max(face.y + face.h, kept.y + kept.h)
+                merged[i] = Face(x0, y0, x1 - x0, y1 - y0, kept.score)
+                break
+        else:
+            merged.append(face)
+    return merged
+
+
 class FaceDetector:
-    """Boxes from MediaPipe face detection (full range model); face-mesh
+    """Boxes from MediaPipe face detection over the views above; face-mesh
     landmarks are computed only when a filter needs them."""
 
-    def __init__(self, min_confidence: float = 0.5, max_faces: int = 8):
+    def __init__(self, min_confidence: float = 0.5, detector_range: str = "both", tile: int = 640,
+                 max_faces: int = 8):
+        if detector_range not in RANGES:
+            raise ValueError(f"detector range must be one of {', '.join(RANGES)}")
         import mediapipe as mp  # heavy import, only where detection runs
         self._mp = mp
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_confidence)
+        detection = mp.solutions.face_detection.FaceDetection
+        self._short = detection(model_selection=0, min_detection_confidence=min_confidence) \
+            if detector_range in ("short", "both") else None
+        self._full = detection(model_selection=1, min_detection_confidence=min_confidence) \
+            if detector_range in ("full", "both") else None
+        self._tile = tile
         self._mesh: Any = None  # the face-mesh model, loaded when a filter first needs landmarks
         self._max_faces = max_faces
         self._min_confidence = min_confidence
@@ -34,17 +103,29 @@ class FaceDetector:
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         height, width = bgr.shape[:2]
-        result = self._detector.process(rgb)
+        found = []
+        for model in (self._short, self._full):
+            if model is not None:
+                found += self._run(model, rgb, 0, 0)
+        for x, y, w, h in tiles(width, height, self._tile) if self._full is not None else ():
+            found += self._run(self._full, np.ascontiguousarray(rgb[y:y + h, x:x + w]), x, y)
+        faces = merge(found)
+        if landmarks and faces:
+            faces = self._with_landmarks(rgb, faces)
+        return faces
+
+    @staticmethod
+    def _run(model, rgb: np.ndarray, left: int, top: int) -> list[Face]:
+        """Faces in a view, in the coordinates of the whole frame."""
+        height, width = rgb.shape[:2]
         faces = []
-        for det in result.detections or ():
+        for det in model.process(rgb).detections or ():
             box = det.location_data.relative_bounding_box
             x, y = max(box.xmin * width, 0.0), max(box.ymin * height, 0.0)
             w = min(box.width * width, width - x)
             h = min(box.height * height, height - y)
             if w > 1 and h > 1:
-                faces.append(Face(x, y, w, h, float(det.score[0])))
-        if landmarks and faces:
-            faces = self._with_landmarks(rgb, faces)
+                faces.append(Face(left + x, top + y, w, h, float(det.score[0])))
         return faces
 
     def _with_landmarks(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
@@ -66,6 +147,6 @@ class FaceDetector:
         return out
 
     def close(self) -> None:
-        self._detector.close()
-        if self._mesh is not None:
-            self._mesh.close()
+        for model in (self._short, self._full, self._mesh):
+            if model is not None:
+                model.close()
