@@ -26,12 +26,11 @@ DRAIN_S = 10
 
 class AtLeastOnceLoop:
     def __init__(self, consumer: Consumer, producer: ReliableProducer, processor: FrameProcessor,
-                 attempts: AttemptLog, crash_retries: int):
+                 attempts: AttemptLog):
         self.consumer = consumer
         self.producer = producer
         self.processor = processor
         self.attempts = attempts
-        self.crash_retries = crash_retries
         self.tracker = OffsetTracker()
 
     def run(self, topic: str, stop: threading.Event) -> None:
@@ -50,15 +49,9 @@ class AtLeastOnceLoop:
 
     def _handle(self, msg) -> None:
         record = Consumed(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
-        careful = self.attempts.is_careful(record.topic, record.partition, record.offset)
-        outcome = None
-        if careful:  # its last worker died: maybe on one of these frames
-            tried = self.attempts.attempt(record.topic, record.partition, record.offset)
-            if tried >= self.crash_retries:
-                outcome = self.processor.set_aside(record, f"tried {tried + 1} times, and each time the worker "
-                                                           f"processing it died; set aside (DVP_CRASH_RETRIES)")
+        outcome, careful = self.attempts.process(self.processor, record)
         self.tracker.started(record.topic, record.partition, record.offset)
-        send_outcome(self.producer, outcome or self.processor.process(record),
+        send_outcome(self.producer, outcome,
                      functools.partial(self._delivered, record.topic, record.partition, record.offset))
         if careful:  # its offset is committed before the next frame is tried
             self.producer.flush(self.producer.timeout)

@@ -18,6 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from dvp import kafka
 from dvp.config import Settings
+from dvp.consumers.frames import Consumed, FrameProcessor, Outcome
 from dvp.errors import BrokerError, MalformedRecord
 from dvp.messages import ATTEMPTS, FrameAttempt, now_us
 
@@ -32,11 +33,14 @@ class Careful:
 
 
 class AttemptLog:
-    def __init__(self, settings: Settings, worker_id: str, producer: kafka.ReliableProducer):
+    def __init__(self, settings: Settings, worker_id: str, retries: int):
         self.settings = settings
         self.topic = settings.names.attempts
         self.worker_id = worker_id
-        self.producer = producer
+        self.retries = retries
+        # Its own producer: an attempt must be on record even if the worker's
+        # transaction that holds the frame's outputs never commits.
+        self.producer = kafka.ReliableProducer(settings)
         self.reader = kafka.consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False,
                                                   "enable.partition.eof": True})
         parts = kafka.partition_count(settings, self.topic)
@@ -101,19 +105,25 @@ class AttemptLog:
             self.careful.pop((tp.topic, tp.partition), None)
             self._say(RELEASE, tp.topic, tp.partition, -1)
 
-    def is_careful(self, topic: str, partition: int, offset: int) -> bool:
+    def _is_careful(self, topic: str, partition: int, offset: int) -> bool:
         careful = self.careful.get((topic, partition))
         if careful is not None and offset >= careful.until:
             del self.careful[(topic, partition)]
             return False
         return careful is not None
 
-    def attempt(self, topic: str, partition: int, offset: int) -> int:
-        """Record an attempt at a frame; return how many came before it (all of them
-        were read at the claim: no other worker has held the partition since)."""
-        before = self.tries[(topic, partition, offset)]
-        self._say(ATTEMPT, topic, partition, offset)
-        return before
+    def process(self, processor: FrameProcessor, record: Consumed) -> tuple[Outcome, bool]:
+        """The record's outcome, and whether it was taken carefully: then its offset
+        must be committed before the next frame of its partition is tried."""
+        careful = self._is_careful(record.topic, record.partition, record.offset)
+        if careful:  # its partition's last worker died: maybe on this frame
+            # Earlier attempts were all read at the claim: nobody else held the partition since.
+            tried = self.tries[(record.topic, record.partition, record.offset)]
+            self._say(ATTEMPT, record.topic, record.partition, record.offset)
+            if tried >= self.retries:
+                return processor.set_aside(record, f"tried {tried + 1} times, and each time the worker "
+                                                   f"processing it died; set aside (DVP_CRASH_RETRIES)"), True
+        return processor.process(record), careful
 
     def close(self) -> None:
         self.reader.close()

@@ -2,7 +2,8 @@
 
 Each batch of frames is one Kafka transaction: the processed frames, their
 metrics and the consumed offsets commit together, so a read_committed reader
-sees every frame once even when a worker dies mid-batch."""
+sees every frame once even when a worker dies mid-batch. Frames that kill
+their worker are bounded as in the at-least-once loop (attempts.py)."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +11,7 @@ import threading
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.frames import Consumed, FrameProcessor, log_assignment, send_outcome
 from dvp.errors import BrokerError
 from dvp.kafka import ReliableProducer
@@ -19,33 +21,44 @@ TRANSACTION_FRAMES = 16  # frames per transaction: well under a second of work
 
 
 class TransactionalLoop:
-    def __init__(self, consumer: Consumer, producer: ReliableProducer, processor: FrameProcessor):
+    def __init__(self, consumer: Consumer, producer: ReliableProducer, processor: FrameProcessor,
+                 attempts: AttemptLog):
         self.consumer = consumer
         self.producer = producer
         self.processor = processor
+        self.attempts = attempts
 
     def run(self, topic: str, stop: threading.Event) -> None:
-        self.consumer.subscribe([topic], on_assign=log_assignment)
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         while not stop.is_set():
             self._transaction([m for m in self.consumer.consume(TRANSACTION_FRAMES, 0.2) if not m.error()])
 
-    def _transaction(self, msgs: list) -> None:
-        """Process a batch and commit its outputs and its offsets as one transaction."""
-        if not msgs:
+    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
+        log_assignment(consumer, partitions)
+        self.attempts.claim(consumer, partitions)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list) -> None:
+        self.attempts.release(partitions)
+
+    def _transaction(self, batch: list) -> None:
+        """Process a batch and commit its outputs and its offsets as one transaction.
+        A frame taken carefully (attempts.py) ends the transaction early: the rest of
+        the batch is consumed again."""
+        if not batch:
             return
-        first: dict[tuple[str, int], int] = {}
-        upto: dict[tuple[str, int], int] = {}
-        for m in msgs:
-            first.setdefault((m.topic(), m.partition()), m.offset())
-            upto[(m.topic(), m.partition())] = m.offset() + 1
+        done: list = []
         try:
             self.producer.begin()
-            for m in msgs:
+            for m in batch:
                 record = Consumed(m.topic(), m.partition(), m.offset(), m.key(), m.value())
-                send_outcome(self.producer, self.processor.process(record), None)
+                outcome, careful = self.attempts.process(self.processor, record)
+                send_outcome(self.producer, outcome, None)
+                done.append(m)
+                if careful:
+                    break
+            upto = {(m.topic(), m.partition()): m.offset() + 1 for m in done}  # the last of each partition wins
             self.producer.commit([TopicPartition(t, p, o) for (t, p), o in upto.items()],
                                  self.consumer.consumer_group_metadata())
-            return
         except KafkaException as exc:
             err = exc.args[0]
             if not err.txn_requires_abort():
@@ -53,9 +66,19 @@ class TransactionalLoop:
             reason = err.str()
         except BrokerError as exc:  # a record of the batch was refused: none of it may count
             reason = str(exc)
+        else:
+            self._rewind(batch[len(done):])
+            return
         log.warning("transaction aborted (%s); the batch is consumed again", reason)
         self.producer.abort()
-        # A rebalance may have taken partitions away meanwhile: their new owner reads them.
+        self._rewind(batch)
+
+    def _rewind(self, msgs: list) -> None:
+        """Consume these records again, from the first of each partition; a rebalance
+        may have taken partitions away meanwhile: their new owner reads them."""
+        first: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            first.setdefault((m.topic(), m.partition()), m.offset())
         assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
         for (t, p), offset in first.items():
             if (t, p) in assigned:

@@ -65,12 +65,8 @@ def run_worker(settings: Settings) -> None:
     consumer, producer = _clients(settings, identity.id, exactly_once)
     detector = FaceDetector(settings.min_confidence, settings.detector_range, settings.tile)
     processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
-    attempts = None
-    if exactly_once:
-        loop: TransactionalLoop | AtLeastOnceLoop = TransactionalLoop(consumer, producer, processor)
-    else:
-        attempts = AttemptLog(settings, identity.id, producer)
-        loop = AtLeastOnceLoop(consumer, producer, processor, attempts, settings.crash_retries)
+    attempts = AttemptLog(settings, identity.id, settings.crash_retries)
+    loop = (TransactionalLoop if exactly_once else AtLeastOnceLoop)(consumer, producer, processor, attempts)
     log.info("worker %s consuming %s (%s)", identity.id, settings.names.frames, settings.guarantee)
     # Until here a signal ends the process at once; from here on the loop
     # finishes its in-flight frames first.
@@ -81,8 +77,7 @@ def run_worker(settings: Settings) -> None:
         loop.run(settings.names.frames, stop)
     finally:
         consumer.close()  # commits what was stored, leaves the group at once
-        if attempts is not None:
-            attempts.close()
+        attempts.close()
         detector.close()
         log.info("worker %s stopped after %d frames (%d dead letters)",
                  identity.id, processor.processed, processor.dead_letters)

@@ -17,7 +17,13 @@ def jpeg(image: np.ndarray) -> bytes:
     return cv2.imencode(".jpg", image)[1].tobytes()
 
 
-def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(settings, services, clips, tmp_path):
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_kind, guarantee, settings, services,
+                                                                          clips):
+    if guarantee == "exactly-once" and broker_kind == "tansu":
+        pytest.skip("Tansu shows aborted records to read_committed readers: no exactly-once there")
+    settings = settings.replace(guarantee=guarantee)
+    services.settings = settings
     # 40000 pixels wide: MediaPipe's image transform fails an OpenCV assertion in C++
     # and aborts the whole process, whichever worker takes the frame.
     poison = jpeg(np.zeros((8, 40000, 3), np.uint8))
