@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -18,19 +19,24 @@ from dvp.kafka import ReliableProducer
 
 log = logging.getLogger("dvp.worker")
 TRANSACTION_FRAMES = 16  # frames per transaction: well under a second of work
+MAX_BACKOFF_S = 5.0  # longest wait after aborted transactions, well inside max.poll.interval.ms
 
 
 class TransactionalLoop:
-    def __init__(self, consumer: Consumer, producer: ReliableProducer, processor: FrameProcessor,
+    def __init__(self, consumer: Consumer, new_producer: Callable[[], ReliableProducer], processor: FrameProcessor,
                  attempts: AttemptLog):
         self.consumer = consumer
-        self.producer = producer
+        self.new_producer = new_producer
+        self.producer = new_producer()
         self.processor = processor
         self.attempts = attempts
+        self.aborted = 0  # transactions aborted in a row
 
     def run(self, topic: str, stop: threading.Event) -> None:
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         while not stop.is_set():
+            if self.aborted:  # a refusal that lasts (a topic's limits) is not retried in a tight loop
+                stop.wait(min(0.1 * 2 ** self.aborted, MAX_BACKOFF_S))
             self._transaction([m for m in self.consumer.consume(TRANSACTION_FRAMES, 0.2) if not m.error()])
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
@@ -61,17 +67,31 @@ class TransactionalLoop:
                                  self.consumer.consumer_group_metadata())
         except KafkaException as exc:
             err = exc.args[0]
-            if not err.txn_requires_abort():
-                raise  # fenced or fatal: restart, the group hands the frames to others
+            if not (err.txn_requires_abort() or err.fatal()):
+                raise
             reason = err.str()
         except BrokerError as exc:  # a record of the batch was refused: none of it may count
             reason = str(exc)
         else:
+            self.aborted = 0
             self._rewind(batch[len(done):])
             return
-        log.warning("transaction aborted (%s); the batch is consumed again", reason)
-        self.producer.abort()
+        self.aborted += 1
+        self._abort(reason)
         self._rewind(batch)
+
+    def _abort(self, reason: str) -> None:
+        log.warning("transaction aborted (%s); the batch is consumed again", reason)
+        try:
+            self.producer.abort()
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                raise
+            # Fenced. Each worker has a transactional id of its own, so this is never a
+            # second instance: the broker gave up on a transaction left open past
+            # transaction.timeout.ms (a paused process, a suspended VM). Start afresh.
+            log.warning("producer fenced (%s); a new one takes over", exc.args[0].str())
+            self.producer = self.new_producer()
 
     def _rewind(self, msgs: list) -> None:
         """Consume these records again, from the first of each partition; a rebalance

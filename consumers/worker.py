@@ -33,15 +33,17 @@ def _local_ip(bootstrap: str) -> str:
         return "127.0.0.1"
 
 
-def _clients(settings: Settings, worker_id: str, exactly_once: bool) -> tuple[Consumer, kafka.ReliableProducer]:
+def _producer(settings: Settings, worker_id: str, exactly_once: bool) -> kafka.ReliableProducer:
+    if not exactly_once:
+        return kafka.ReliableProducer(settings)
     # A dead worker's open transaction blocks its partitions until it times out:
     # keep that short (a transaction is one batch of frames, well under a second).
-    if exactly_once:
-        producer = kafka.ReliableProducer(settings, transactional_id=f"{settings.names.workers}-{worker_id}",
-                                          **{"transaction.timeout.ms": 10000})
-    else:
-        producer = kafka.ReliableProducer(settings)
-    consumer = kafka.consumer(settings, **{
+    return kafka.ReliableProducer(settings, transactional_id=f"{settings.names.workers}-{worker_id}",
+                                  **{"transaction.timeout.ms": 10000})
+
+
+def _consumer(settings: Settings, worker_id: str, exactly_once: bool) -> Consumer:
+    return kafka.consumer(settings, **{
         "group.id": settings.names.workers,
         # At-least-once: offsets stored after delivery, committed in the background.
         # Exactly-once: offsets committed inside each transaction, nowhere else.
@@ -52,7 +54,6 @@ def _clients(settings: Settings, worker_id: str, exactly_once: bool) -> tuple[Co
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(settings.session_timeout_ms // 6, 500),
         "client.id": worker_id})
-    return consumer, producer
 
 
 def run_worker(settings: Settings) -> None:
@@ -62,11 +63,15 @@ def run_worker(settings: Settings) -> None:
     identity = WorkerIdentity(f"{host}-{pid}-{uuid.uuid4().hex[:4]}", host, _local_ip(settings.bootstrap), pid)
     exactly_once = settings.guarantee == "exactly-once"
     kafka.ensure_topics(settings)
-    consumer, producer = _clients(settings, identity.id, exactly_once)
+    consumer = _consumer(settings, identity.id, exactly_once)
     detector = FaceDetector(settings.min_confidence, settings.detector_range, settings.tile)
     processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
     attempts = AttemptLog(settings, identity.id, settings.crash_retries)
-    loop = (TransactionalLoop if exactly_once else AtLeastOnceLoop)(consumer, producer, processor, attempts)
+    loop: TransactionalLoop | AtLeastOnceLoop
+    if exactly_once:  # a fenced producer is replaced: the loop makes its own
+        loop = TransactionalLoop(consumer, lambda: _producer(settings, identity.id, True), processor, attempts)
+    else:
+        loop = AtLeastOnceLoop(consumer, _producer(settings, identity.id, False), processor, attempts)
     log.info("worker %s consuming %s (%s)", identity.id, settings.names.frames, settings.guarantee)
     # Until here a signal ends the process at once; from here on the loop
     # finishes its in-flight frames first.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -247,7 +248,18 @@ class ReliableProducer:
         self._producer.commit_transaction(self.timeout)
 
     def abort(self) -> None:
-        self._producer.abort_transaction(self.timeout)
+        """Abort the open transaction. librdkafka first waits for the delivery reports
+        of its records, which only polling serves: poll between short tries."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self._producer.abort_transaction(1.0)
+                break
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+                self._producer.poll(0.1)
+        self.errors.clear()  # refusals of aborted records: nothing of them counts
 
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              partition: int | None = None, on_delivery: Delivered | None = None,
