@@ -1,5 +1,7 @@
 """A worker's per-frame work, without a broker: one consumed record in, the
-records to publish out. Decode, detect, filter, encode, time each stage. A
+records to publish out. Decode, detect, filter, encode, time each stage; under
+`--privacy strict` only detect, and pass the frame on as it came with its faces
+(the aggregator filters it once the faces are tracked over frames). A
 record that is not a frame, or a frame that breaks a stage, becomes data (a
 dead letter, a FrameFailed for its job), never an exception that stops the loop."""
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dvp.messages import (
     ASSEMBLY,
     FRAMES,
     METRICS,
+    STRICT,
     FaceBox,
     Frame,
     FrameFailed,
@@ -120,13 +123,18 @@ class FrameProcessor:
         if image is None:
             raise MalformedRecord(f"frame {frame.index} of job {frame.job_id}: undecodable JPEG")
         t1 = time.perf_counter()
-        faces = self.detector.detect(image, landmarks=spec.filter.needs_landmarks)
+        strict = frame.privacy == STRICT
+        faces = self.detector.detect(image, landmarks=spec.filter.needs_landmarks and not strict)
         t2 = time.perf_counter()
-        image = spec.apply(image, faces)
-        t3 = time.perf_counter()
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise DvpError(f"frame {frame.index} of job {frame.job_id}: cannot encode the filtered frame")
+        if strict:
+            jpeg, t3 = frame.jpeg, t2
+        else:
+            image = spec.apply(image, faces)
+            t3 = time.perf_counter()
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise DvpError(f"frame {frame.index} of job {frame.job_id}: cannot encode the filtered frame")
+            jpeg = encoded.tobytes()
         t4 = time.perf_counter()
         timings = StageTimings(queue_ms=max(start - frame.produce_ts_us, 0) / 1000,
                                decode_ms=(t1 - t0) * 1000, detect_ms=(t2 - t1) * 1000,
@@ -134,7 +142,7 @@ class FrameProcessor:
         boxes = [FaceBox(f.x, f.y, f.w, f.h, f.score) for f in faces]
         done = now_us()
         me = self.identity
-        result = ProcessedFrame(frame.job_id, frame.index, frame.pts, jpeg.tobytes(), boxes,
+        result = ProcessedFrame(frame.job_id, frame.index, frame.pts, jpeg, boxes,
                                 me.id, timings, frame.capture_ts_us, done)
         metrics = FrameMetrics(frame.job_id, frame.index, me.id, me.host, me.ip, me.pid,
                                partition, timings, len(faces), done)

@@ -12,6 +12,7 @@ from pathlib import Path
 from dvp import __version__
 from dvp.config import Settings, describe, flag_settings
 from dvp.errors import DvpError
+from dvp.messages import PRIVACY_MODES
 
 
 def _setting_flag(parser: argparse.ArgumentParser, setting: dataclasses.Field) -> None:
@@ -41,6 +42,13 @@ def _own_flag(parser: argparse.ArgumentParser, name: str) -> None:
     _setting_flag(parser, next(f for f in flag_settings() if f.name == name))
 
 
+def _privacy_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--privacy", choices=PRIVACY_MODES,
+                        help="strict: faces tracked over neighbouring frames, so a frame where the detector "
+                             "misses is still covered (default for blur, pixelate, blackout); per-frame: each "
+                             "frame's own detections only (default for landmark filters)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(prog="dvp", description="Distributed video face filters on Kafka.")
@@ -51,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="output MP4")
     p.add_argument("--filter", default="blur", help="filter spec, e.g. blur or pixelate:blocks=8")
+    _privacy_flag(p)
     p.add_argument("--workers", type=int, default=2, help="worker processes to start (default 2)")
     _own_flag(p, "guarantee")
     _own_flag(p, "stall_timeout_s")
@@ -59,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish", parents=[common], help="publish a video as a job")
     p.add_argument("input")
     p.add_argument("--filter", required=True, help="filter spec, e.g. blur or pixelate:blocks=8")
+    _privacy_flag(p)
     p.add_argument("--job-id", help="job id (default: file name plus a random suffix)")
     p.add_argument("--wait", action="store_true", help="wait until the job is done")
     p.add_argument("-o", "--output", help="with --wait: write the filtered video here (without --wait: "
@@ -130,7 +140,7 @@ def _dispatch(args) -> int:
         if Path(args.output).is_dir():
             raise DvpError(f"{args.output}: is a directory; name the output file")
         summary = run_job(settings, args.input, args.output, args.filter,
-                          _positive(args.workers, "--workers"), progress=not args.quiet)
+                          _positive(args.workers, "--workers"), progress=not args.quiet, privacy=args.privacy)
         print("\n".join(summary.lines()))
     elif args.command == "publish":
         return _publish(settings, args)
@@ -205,7 +215,8 @@ def _publish(settings: Settings, args) -> int:
     if args.wait:
         watcher = JobWatcher(settings)
     try:
-        published = publish(settings, args.input, args.filter, job_id=args.job_id, progress=not args.quiet)
+        published = publish(settings, args.input, args.filter, job_id=args.job_id, progress=not args.quiet,
+                            privacy=args.privacy)
         print(f"published {published.frames} frames as job {published.start.job_id}")
         if watcher is not None:
             done = watcher.wait(published.start.job_id, published.frames, progress=not args.quiet,

@@ -129,6 +129,10 @@ class Settings:
     reorder_mb: int = _setting(
         512, "DVP_REORDER_MB", "megabytes of such frames the aggregator holds for one job", int,
         check=_at_least(1))
+    strict_reach: int = _setting(
+        12, "DVP_STRICT_REACH",
+        "--privacy strict: frames a face is tracked across; a detector's miss up to this long is covered, "
+        "and the aggregator holds this many frames before writing them", int, check=_between(1, 250))
     job_idle_timeout_s: float = _setting(
         900.0, "DVP_JOB_IDLE_TIMEOUT_S",
         "a job with no record for this long fails (its publisher died) and its work files go", float,

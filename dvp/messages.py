@@ -9,6 +9,10 @@ from dvp.codec import Codec, message
 from dvp.errors import MalformedRecord
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# Where a job's faces are filtered: by each worker on its frame alone, or by the
+# aggregator once the faces are tracked over neighbouring frames.
+PER_FRAME, STRICT = "per-frame", "strict"
+PRIVACY_MODES = (STRICT, PER_FRAME)
 
 
 def now_us() -> int:
@@ -43,6 +47,7 @@ class Frame:
     index: int
     pts: int
     filter: str
+    privacy: str
     jpeg: bytes
     capture_ts_us: int
     produce_ts_us: int
@@ -74,6 +79,7 @@ class JobStart:
     job_id: str
     source: str
     filter: str
+    privacy: str
     width: int
     height: int
     fps_num: int
@@ -167,8 +173,14 @@ def _check_job_id(msg) -> None:
         raise MalformedRecord(f"invalid job id {msg.job_id[:120]!r}")
 
 
-FRAMES = Codec(Frame, validate=_check_job_id)
-ASSEMBLY = Codec(JobStart, ProcessedFrame, FrameFailed, AudioChunk, JobEnd, JobAbort, validate=_check_job_id)
+def _check_job(msg) -> None:
+    _check_job_id(msg)
+    if isinstance(msg, Frame | JobStart) and msg.privacy not in PRIVACY_MODES:
+        raise MalformedRecord(f"unknown privacy mode {msg.privacy[:40]!r} (job {msg.job_id})")
+
+
+FRAMES = Codec(Frame, validate=_check_job)
+ASSEMBLY = Codec(JobStart, ProcessedFrame, FrameFailed, AudioChunk, JobEnd, JobAbort, validate=_check_job)
 JOBS = Codec(JobProgress, JobCompleted, JobFailed, validate=_check_job_id)
 METRICS = Codec(FrameMetrics, validate=_check_job_id)
 RESULTS = Codec(ResultChunk, validate=_check_job_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dvp.config import Settings
 from dvp.errors import DvpError, InputError
-from dvp.filters import parse_spec
+from dvp.filters import parse_spec, privacy_for
 from dvp.infra.stack import Stack
 from dvp.media import VideoSource
 from dvp.producers.publish import publish
@@ -31,22 +31,22 @@ class Summary:
                 f"output    {self.output} ({self.duration_s:.2f} s of video)"]
 
 
-def precheck(path: str, filter_spec: str) -> None:
+def precheck(path: str, filter_spec: str, privacy: str | None) -> None:
     """Refuse bad input before starting anything."""
-    parse_spec(filter_spec)
+    privacy_for(parse_spec(filter_spec), privacy)
     with VideoSource(path) as source:
         if next(source.frames(), None) is None:
             raise InputError(f"{path}: has no video frames")
 
 
 def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur",
-            workers: int = 2, progress: bool = True) -> Summary:
-    precheck(path, filter_spec)
+            workers: int = 2, progress: bool = True, privacy: str | None = None) -> Summary:
+    precheck(path, filter_spec, privacy)
     began = time.monotonic()
     with Stack.running(settings, workers) as stack:
         watcher = JobWatcher(stack.settings)
         try:
-            published = publish(stack.settings, path, filter_spec, progress=progress)
+            published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy)
             try:
                 done = watcher.wait(published.start.job_id, published.frames, progress=progress,
                                     timeout=settings.stall_timeout_s, alive=stack.check_alive,

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError, InputError
-from dvp.filters import parse_spec
+from dvp.filters import parse_spec, privacy_for
 from dvp.media import VideoSource
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
 from dvp.producers.history import check_unused
@@ -37,9 +37,11 @@ def new_job_id(path: str) -> str:
 
 
 def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
-            progress: bool = True) -> Published:
-    """Publish a video as a job; `job_id` must be new (default: one made from the file name)."""
+            progress: bool = True, privacy: str | None = None) -> Published:
+    """Publish a video as a job; `job_id` must be new (default: one made from the file name);
+    `privacy`: strict or per-frame (default: what the filter suits, see `privacy_for`)."""
     spec = parse_spec(filter_spec)  # refused here, before anything is sent
+    privacy = privacy_for(spec, privacy)
     if job_id is not None:
         if not valid_job_id(job_id):
             raise DvpError(f"job id {job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
@@ -61,7 +63,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         partitions = kafka.partition_count(settings, settings.names.frames)
         info = source.info
         start = JobStart(
-            job_id=job_id or new_job_id(path), source=os.path.abspath(path), filter=str(spec),
+            job_id=job_id or new_job_id(path), source=os.path.abspath(path), filter=str(spec), privacy=privacy,
             width=first.image.shape[1], height=first.image.shape[0],
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
@@ -77,7 +79,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         try:
             for frame in _chain(first, frames):
                 jpeg = first_jpeg if frame.index == 0 else _jpeg(frame.image, quality)
-                record = Frame(start.job_id, frame.index, frame.pts, start.filter, jpeg, now_us(), now_us())
+                record = Frame(start.job_id, frame.index, frame.pts, start.filter, privacy, jpeg, now_us(), now_us())
                 producer.send(settings.names.frames, FRAMES.encode(record), key=job_key,
                               partition=(base + frame.index) % partitions)
                 count += 1

@@ -2,9 +2,13 @@
 
 No Kafka here: records go in, outcomes come out. Frames are deduplicated by
 index and written as soon as they are next in order, so memory holds only
-the frames that arrived early, never the whole video."""
+the frames that arrived early, never the whole video. Under `--privacy strict`
+frames come unfiltered with their faces; they are filtered here, `strict_reach`
+frames later, once their faces are tracked over neighbouring frames (privacy.py)."""
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -13,8 +17,12 @@ import cv2
 import numpy as np
 
 from dvp.errors import MalformedRecord
+from dvp.faces import Face
+from dvp.filters import FilterSpec, parse_spec
 from dvp.messages import (
+    STRICT,
     AudioChunk,
+    FaceBox,
     FrameFailed,
     JobAbort,
     JobCompleted,
@@ -25,6 +33,7 @@ from dvp.messages import (
     now_us,
 )
 from dvp.streams.encode import VideoEncoder, mux_output
+from dvp.streams.privacy import TemporalCover
 from dvp.streams.results import describe
 
 
@@ -34,6 +43,7 @@ class AssemblyOptions:
     preset: str  # x264 speed
     reorder_frames: int  # frames that may wait for an earlier one
     reorder_bytes: int  # and their size
+    strict_reach: int = 12  # strict privacy: frames a face is tracked across (look-ahead and hold)
 
 
 Outcome = JobCompleted | JobFailed
@@ -53,9 +63,15 @@ class JobAssembler:
         self._early_bytes = 0
         self._audio_chunks = 0
         self._end: JobEnd | None = None
+        self._strict = TemporalCover[ProcessedFrame](options.strict_reach) if start.privacy == STRICT else None
+        self._taken = 0  # frames taken in order: written, or waiting in the strict look-ahead
         self.written = 0
         self.faces = 0
         self.outcome: Outcome | None = None
+
+    @functools.cached_property
+    def _spec(self) -> FilterSpec:
+        return parse_spec(self.start.filter)  # from a topic: a bad spec fails this job only
 
     @property
     def total(self) -> int | None:
@@ -67,11 +83,11 @@ class JobAssembler:
             return None
         if isinstance(record, ProcessedFrame):
             self._check_index(record.index)
-            if record.index >= self.written and record.index not in self._early:
+            if record.index >= self._taken and record.index not in self._early:
                 if self._over_limits(len(record.jpeg)):
                     return self.fail(
                         f"frames arrive too far out of order: {len(self._early)} frames "
-                        f"({self._early_bytes / 1e6:.0f} MB) wait for frame {self.written}, over the limits "
+                        f"({self._early_bytes / 1e6:.0f} MB) wait for frame {self._taken}, over the limits "
                         f"DVP_REORDER_FRAMES={self.options.reorder_frames}, "
                         f"DVP_REORDER_MB={self.options.reorder_bytes // 1_000_000}")
                 self._early[record.index] = record
@@ -90,7 +106,7 @@ class JobAssembler:
             return self.fail(f"frame {record.index}: {record.reason}")
         elif isinstance(record, JobAbort):
             return self.fail(f"aborted by the producer: {record.reason}")
-        if self._end is not None and self.written >= self._end.frame_count \
+        if self._end is not None and self._taken >= self._end.frame_count \
                 and self._audio_chunks >= self._end.audio_chunks:
             return self._finish()
         return None
@@ -106,22 +122,45 @@ class JobAssembler:
                 or self._early_bytes + size > self.options.reorder_bytes)
 
     def _write_ready(self) -> None:
-        while self.written in self._early:
-            frame = self._early.pop(self.written)
+        while self._taken in self._early:
+            frame = self._early.pop(self._taken)
             self._early_bytes -= len(frame.jpeg)
-            image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f"frame {frame.index}: undecodable JPEG")
-            if self._encoder is None:
-                s = self.start
-                self._encoder = VideoEncoder(
-                    self._video_path, image.shape[1], image.shape[0], Fraction(s.fps_num, s.fps_den),
-                    Fraction(s.time_base_num, s.time_base_den), self.options.crf, self.options.preset)
-            self._encoder.write(image, frame.pts)
-            self.written += 1
+            self._taken += 1
             self.faces += len(frame.faces)
+            if self._strict is None:
+                self._write(frame, None)
+                continue
+            faces = [Face(b.x, b.y, b.w, b.h, b.score) for b in frame.faces if self._plausible(b)]
+            for final, cover in self._strict.push(frame.index, frame, faces):
+                self._write(final, cover)
+
+    def _plausible(self, box: FaceBox) -> bool:
+        """Boxes come from a topic: only finite ones, with a size, on the frame and
+        not much larger than it, are used."""
+        width, height = self.start.width, self.start.height
+        return (all(map(math.isfinite, (box.x, box.y, box.w, box.h)))
+                and 0 < box.w <= 2 * width and 0 < box.h <= 2 * height
+                and box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0)
+
+    def _write(self, frame: ProcessedFrame, faces: list[Face] | None) -> None:
+        """Encode the next frame; with `faces`, filter them first (strict mode)."""
+        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"frame {frame.index}: undecodable JPEG")
+        if faces is not None:
+            image = self._spec.apply(image, faces)
+        if self._encoder is None:
+            s = self.start
+            self._encoder = VideoEncoder(
+                self._video_path, image.shape[1], image.shape[0], Fraction(s.fps_num, s.fps_den),
+                Fraction(s.time_base_num, s.time_base_den), self.options.crf, self.options.preset)
+        self._encoder.write(image, frame.pts)
+        self.written += 1
 
     def _finish(self) -> Outcome:
+        if self._strict is not None:
+            for final, cover in self._strict.drain():
+                self._write(final, cover)
         if self.written == 0 or self._encoder is None:
             return self.fail("the job has no frames")
         self._encoder.close()

@@ -1,4 +1,5 @@
 """The aggregator's logic without a broker: records in, job events and files out."""
+import dataclasses
 import random
 import time
 
@@ -20,7 +21,7 @@ T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)
 def job_records(clips):
     """A job's records as they sit on the processed topic: (offset, bytes)."""
     frames = read_video(clips["face"]).frames[:20]
-    start = JobStart("job-1", "face.mp4", "blur", 480, 360, 25, 1, 1, 25, 20, False, 0)
+    start = JobStart("job-1", "face.mp4", "blur", "per-frame", 480, 360, 25, 1, 1, 25, 20, False, 0)
     records = [start] + [
         ProcessedFrame("job-1", i, i, cv2.imencode(".jpg", f)[1].tobytes(), [FaceBox(1.0, 1.0, 5.0, 5.0, 0.9)],
                        "w", T, 0, 0)
@@ -160,3 +161,32 @@ def test_a_job_whose_partition_moves_is_finished_by_the_new_owner_alone(tmp_path
     done = events[-1]
     assert isinstance(done, JobCompleted) and done.frames == 20
     assert [read_stamp(f) for f in read_video(done.output).frames] == list(range(20))
+
+
+def strict(records, filter_spec="blur", boxes=None):
+    """The job's records as a --privacy strict job sends them: frames unfiltered,
+    each with its faces (here `boxes`, as a hostile or broken worker might send)."""
+    out = []
+    for offset, value in records:
+        r = ASSEMBLY.decode(value)
+        if isinstance(r, JobStart):
+            r = dataclasses.replace(r, privacy="strict", filter=filter_spec)
+        elif isinstance(r, ProcessedFrame) and boxes is not None:
+            r = dataclasses.replace(r, faces=boxes)
+        out.append((offset, ASSEMBLY.encode(r)))
+    return out
+
+
+def test_a_strict_job_is_filtered_here_and_boxes_that_make_no_sense_are_ignored(tmp_path, job_records):
+    nan, huge = float("nan"), 1e30
+    bad = [FaceBox(nan, 1, 5, 5, 0.9), FaceBox(1, 1, huge, huge, 0.9), FaceBox(1, 1, -5, 5, 0.9),
+           FaceBox(-huge, -huge, 10, 10, 0.9)]
+    done = feed(aggregator(tmp_path), strict(job_records, boxes=bad))[-1]
+    assert isinstance(done, JobCompleted) and done.frames == 20
+    assert [read_stamp(f) for f in read_video(done.output).frames] == list(range(20))
+
+
+def test_a_strict_job_with_a_filter_that_does_not_exist_fails_with_the_reason(tmp_path, job_records):
+    done = feed(aggregator(tmp_path), strict(job_records, filter_spec="no-such"))[-1]
+    assert isinstance(done, JobFailed) and "unknown filter 'no-such'" in done.reason
+    assert not list((tmp_path / "work").glob("job-1.*"))

@@ -31,10 +31,11 @@ def consumed(value: bytes, offset: int = 7) -> Consumed:
     return Consumed(NAMES.frames, 3, offset, b"job-1", value)
 
 
-def frame_record(image: np.ndarray, filter_spec: str = "blackout", jpeg: bytes | None = None) -> bytes:
+def frame_record(image: np.ndarray, filter_spec: str = "blackout", jpeg: bytes | None = None,
+                 privacy: str = "per-frame") -> bytes:
     if jpeg is None:
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-    return FRAMES.encode(Frame("job-1", 4, 400, filter_spec, jpeg, 1, 2))
+    return FRAMES.encode(Frame("job-1", 4, 400, filter_spec, privacy, jpeg, 1, 2))
 
 
 def test_a_frame_comes_out_filtered_where_the_face_is_with_its_metrics(processor):
@@ -55,6 +56,21 @@ def test_a_frame_comes_out_filtered_where_the_face_is_with_its_metrics(processor
     assert isinstance(m, FrameMetrics)
     assert (m.host, m.ip, m.pid, m.partition, m.faces) == (ME.host, ME.ip, ME.pid, 3, 1)
     assert m.timings.detect_ms > 0
+
+
+def test_under_strict_privacy_the_frame_goes_on_as_it_came_with_its_faces(processor):
+    """The aggregator filters it, once the faces are tracked over frames."""
+    value = frame_record(scene(), privacy="strict")
+    result = ASSEMBLY.decode(processor.process(consumed(value)).result.value)
+    assert result.jpeg == FRAMES.decode(value).jpeg
+    [face] = result.faces
+    assert face.x < 240 < face.x + face.w and face.y < 180 < face.y + face.h
+
+
+@pytest.mark.parametrize("privacy", ["", "lenient", "x" * 1000])
+def test_a_frame_with_an_unknown_privacy_mode_is_set_aside(processor, privacy):
+    outcome = processor.process(consumed(frame_record(scene(), privacy=privacy)))
+    assert outcome.result.topic == NAMES.deadletter and b"privacy" in dict(outcome.result.headers)["dvp.error"]
 
 
 def test_a_record_that_is_no_frame_becomes_a_dead_letter_with_its_origin(processor):

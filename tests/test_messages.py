@@ -22,9 +22,9 @@ TIMINGS = StageTimings(1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 @pytest.mark.parametrize("codec, msg", [
-    (FRAMES, Frame("job-1", 3, 120, "blur", b"\xff\xd8jpeg", 1, 2)),
+    (FRAMES, Frame("job-1", 3, 120, "blur", "per-frame", b"\xff\xd8jpeg", 1, 2)),
     (ASSEMBLY, ProcessedFrame("job-1", 3, 120, b"jpeg", [FaceBox(1.0, 2.0, 3.0, 4.0, 0.5)], "w", TIMINGS, 1, 2)),
-    (ASSEMBLY, JobStart("job-1", "in.mp4", "blur", 640, 480, 25, 1, 1, 12800, None, True, 5)),
+    (ASSEMBLY, JobStart("job-1", "in.mp4", "blur", "strict", 640, 480, 25, 1, 1, 12800, None, True, 5)),
     (JOBS, JobCompleted("job-1", "/out.mp4", 100, 90, 4.0, 123456, 1, "ab" * 32, 7)),
     (METRICS, FrameMetrics("job-1", 3, "w", "h", "127.0.0.1", 1, 2, TIMINGS, 1, 9)),
 ])
@@ -39,7 +39,7 @@ def test_garbage_is_malformed(data):
 
 
 def test_truncated_record_is_malformed():
-    data = FRAMES.encode(Frame("job-1", 3, 120, "blur", b"x" * 100, 1, 2))
+    data = FRAMES.encode(Frame("job-1", 3, 120, "blur", "per-frame", b"x" * 100, 1, 2))
     with pytest.raises(MalformedRecord):
         FRAMES.decode(data[:-10])
     with pytest.raises(MalformedRecord):
@@ -47,14 +47,14 @@ def test_truncated_record_is_malformed():
 
 
 def test_job_ids_that_could_name_other_files_are_refused():
-    data = ASSEMBLY.encode(JobStart("../../etc", "in", "blur", 1, 1, 1, 1, 1, 1, None, False, 0))
+    data = ASSEMBLY.encode(JobStart("../../etc", "in", "blur", "strict", 1, 1, 1, 1, 1, 1, None, False, 0))
     with pytest.raises(MalformedRecord, match="invalid job id"):
         ASSEMBLY.decode(data)
 
 
 def test_a_message_on_the_wrong_topic_is_refused():
     with pytest.raises(TypeError):
-        JOBS.encode(Frame("job-1", 3, 120, "blur", b"", 1, 2))
+        JOBS.encode(Frame("job-1", 3, 120, "blur", "per-frame", b"", 1, 2))
 
 
 def test_dataclasses_must_match_their_schema():

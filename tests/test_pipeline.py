@@ -15,6 +15,7 @@ from dvp.messages import ASSEMBLY, METRICS, ProcessedFrame
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.sample import read_stamp
+from tests.ground_truth import leaked_frames, moving_face_clip
 from tests.helpers import dvp, mean_abs_diff, psnr, read_topic, read_video, wait_for, write_clip
 
 pytestmark = pytest.mark.integration
@@ -95,6 +96,22 @@ def test_two_workers_share_one_job(settings, services, clips, tmp_path):
     assert {m.worker_id for m in metrics} == set(by_worker)
     assert all(m.timings.detect_ms > 0 and m.pid > 0 and m.host for m in metrics)
     assert_every_frame_once_in_order(read_video(tmp_path / "out.mp4"), 75)  # as delivered to the publisher
+
+
+def test_faces_the_detector_misses_on_some_frames_are_filtered_on_every_frame(settings, services, tmp_path):
+    """Strict privacy, the default for blur, across two workers: ground truth says where the face is."""
+    clip = moving_face_clip(640, 480, 240)
+    write_clip(tmp_path / "in.mp4", [t.image for t in clip], options={"crf": "12"})
+    services.worker()
+    services.worker()
+    services.aggregator()
+    services.wait_workers_assigned()
+    published, done = run_job(settings, tmp_path / "in.mp4", tmp_path)
+    assert published.start.privacy == "strict" and done.frames == len(clip)
+    workers = {f.worker_id for _, _, _, v in read_topic(settings, settings.names.processed)
+               if isinstance(f := ASSEMBLY.decode(v), ProcessedFrame)}
+    assert len(workers) == 2
+    assert leaked_frames(clip, read_video(tmp_path / "out.mp4").frames) == []
 
 
 def test_worker_killed_mid_job_loses_no_frame(settings, services, clips, tmp_path):

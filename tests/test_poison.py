@@ -33,12 +33,12 @@ def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_
     producer = ReliableProducer(settings)
     key = b"poisoned"
     producer.send(settings.names.processed, ASSEMBLY.encode(
-        JobStart("poisoned", "crafted", "blur", 480, 360, 25, 1, 1, 25, 10, False, now_us())), key=key)
+        JobStart("poisoned", "crafted", "blur", "per-frame", 480, 360, 25, 1, 1, 25, 10, False, now_us())), key=key)
     producer.flush(10)
     watcher = JobWatcher(settings)
     try:
         for i, image in enumerate(frames):
-            record = Frame("poisoned", i, i, "blur", poison if i == 5 else image, now_us(), now_us())
+            record = Frame("poisoned", i, i, "blur", "per-frame", poison if i == 5 else image, now_us(), now_us())
             producer.send(settings.names.frames, FRAMES.encode(record), key=key,
                           partition=(key_partition(key, settings.frames_partitions) + i) % settings.frames_partitions)
         producer.send(settings.names.processed, ASSEMBLY.encode(JobEnd("poisoned", 10, 0)), key=key)

@@ -13,6 +13,7 @@ import numpy as np
 from dvp.errors import FilterSpecError
 from dvp.faces import Face
 from dvp.filters import blackout, blur, pixelate, sunglasses
+from dvp.messages import PER_FRAME, STRICT
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,15 @@ def parse_spec(spec: str) -> FilterSpec:
                 f"filter {name!r}: {key} must be {kind} from {_fmt(p.low)} to {_fmt(p.high)}, got {raw!r}")
         params[key] = int(value) if p.integer else value
     return FilterSpec(fdef, params)
+
+
+def privacy_for(spec: FilterSpec, requested: str | None = None) -> str:
+    """A job's privacy mode: strict unless asked otherwise, for the filters that
+    cover the face box; per-frame for those that draw on landmarks, which only
+    the frame's own detection has (strict mode tracks boxes)."""
+    if requested is None:
+        return PER_FRAME if spec.filter.needs_landmarks else STRICT
+    if requested == STRICT and spec.filter.needs_landmarks:
+        raise FilterSpecError(f"--privacy strict: filter {spec.filter.name!r} draws on face landmarks, which only "
+                              f"per-frame detection has; use --privacy per-frame or a filter that covers the face")
+    return requested

@@ -1,0 +1,170 @@
+"""`--privacy strict`: faces made consistent over time before frames are written.
+
+Workers see one frame each, so a frame where the detector misses (a face entering
+the picture, a hand in front of it, motion blur) would show the face in clear. In
+strict mode workers only detect; the aggregator, which sees the frames in order,
+links each face's boxes into a track and covers every frame of the track:
+
+- a miss between two detections gets the box interpolated between them;
+- before a face's first detection and after its last, its box is held (moved on
+  with the face's speed) for `reach` frames;
+- boxes are smoothed over neighbouring frames (centre averaged, size the largest),
+  never smaller than the detection itself, so the filter does not jitter;
+- boxes away from a detection grow (a quarter a frame, up to 2.5 times) as the face
+  may move and, before its second detection, its speed is unknown.
+
+A frame is final once `reach` later frames are known: the look-ahead costs
+`reach` frames of latency and holds `reach` frames in memory, no more.
+No Kafka here: boxes and frames go in, in order; frames and their faces come out."""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from dvp.faces import Face
+
+Item = TypeVar("Item")
+SMOOTH = 2  # detections each side that a box is smoothed over
+# A box's growth per frame away from a detection, and its cap: each edge moves an
+# eighth of the face a frame, what a walking face does in a 25 fps video.
+GROWTH, MAX_GROWTH = 0.25, 1.5
+
+
+@dataclass(frozen=True)
+class Box:
+    cx: float  # centre
+    cy: float
+    w: float
+    h: float
+
+    @staticmethod
+    def of(face: Face) -> Box:
+        return Box(face.x + face.w / 2, face.y + face.h / 2, face.w, face.h)
+
+    def face(self) -> Face:
+        return Face(self.cx - self.w / 2, self.cy - self.h / 2, self.w, self.h, 1.0)
+
+    def moved(self, dx: float, dy: float) -> Box:
+        return Box(self.cx + dx, self.cy + dy, self.w, self.h)
+
+    def grown(self, frames: int) -> Box:
+        k = 1 + min(GROWTH * frames, MAX_GROWTH)
+        return Box(self.cx, self.cy, self.w * k, self.h * k)
+
+    def union(self, other: Box) -> Box:
+        x0 = min(self.cx - self.w / 2, other.cx - other.w / 2)
+        y0 = min(self.cy - self.h / 2, other.cy - other.h / 2)
+        x1 = max(self.cx + self.w / 2, other.cx + other.w / 2)
+        y1 = max(self.cy + self.h / 2, other.cy + other.h / 2)
+        return Box((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+
+
+def lerp(a: Box, b: Box, t: float) -> Box:
+    return Box(*(u + (v - u) * t for u, v in zip((a.cx, a.cy, a.w, a.h), (b.cx, b.cy, b.w, b.h), strict=True)))
+
+
+@dataclass
+class Track:
+    """One face's detections, by frame index, in order."""
+    seen: list[tuple[int, Box]] = field(default_factory=list)
+
+    def velocity(self, at_end: bool) -> tuple[float, float]:
+        """Pixels per frame, from the two detections at one end of the track."""
+        if len(self.seen) < 2:
+            return 0.0, 0.0
+        (i, a), (j, b) = self.seen[-2:] if at_end else self.seen[:2]
+        return (b.cx - a.cx) / (j - i), (b.cy - a.cy) / (j - i)
+
+    def predict(self, index: int) -> Box:
+        last_index, last = self.seen[-1]
+        vx, vy = self.velocity(at_end=True)
+        return last.moved(vx * (index - last_index), vy * (index - last_index))
+
+    def cover(self, index: int, reach: int) -> Box | None:
+        """This face's box on frame `index`, or None when the track is too far away."""
+        before = [(i, b) for i, b in self.seen if i <= index]
+        after = [(i, b) for i, b in self.seen if i > index]
+        if before and before[-1][0] == index:
+            return self._smoothed(len(before) - 1)
+        if before and after:  # a miss inside the track
+            (i, a), (j, b) = before[-1], after[0]
+            return lerp(a, b, (index - i) / (j - i)).grown(min(index - i, j - index))
+        if before and index - before[-1][0] <= reach:  # gone, or lost: held, moving on
+            i, a = before[-1]
+            vx, vy = self.velocity(at_end=True)
+            return a.union(a.moved(vx * (index - i), vy * (index - i))).grown(index - i)
+        if after and after[0][0] - index <= reach:  # not found yet: held, moving back
+            j, b = after[0]
+            vx, vy = self.velocity(at_end=False)
+            return b.union(b.moved(vx * (index - j), vy * (index - j))).grown(j - index)
+        return None
+
+    def _smoothed(self, k: int) -> Box:
+        index, raw = self.seen[k]
+        near = [b for i, b in self.seen[max(k - SMOOTH, 0):k + SMOOTH + 1] if abs(i - index) <= SMOOTH]
+        smooth = Box(sum(b.cx for b in near) / len(near), sum(b.cy for b in near) / len(near),
+                     max(b.w for b in near), max(b.h for b in near))
+        return smooth.union(raw)
+
+
+def _distance(predicted: Box, found: Box) -> float:
+    """How far a detection is from where a track expects its face, in face sizes;
+    infinite when the sizes differ too much to be the same face."""
+    ratio = found.w / predicted.w
+    if not 0.5 <= ratio <= 2.0:
+        return float("inf")
+    return ((found.cx - predicted.cx) ** 2 + (found.cy - predicted.cy) ** 2) ** 0.5 / max(predicted.w, predicted.h)
+
+
+class TemporalCover(Generic[Item]):
+    """Frames in (in index order, each with the faces found on it); frames out,
+    `reach` frames later, each with every face it should have filtered."""
+
+    def __init__(self, reach: int):
+        if reach < 1:
+            raise ValueError("reach must be at least one frame")
+        self.reach = reach
+        self._waiting: deque[tuple[int, Item]] = deque()
+        self._tracks: list[Track] = []
+
+    def push(self, index: int, item: Item, faces: list[Face]) -> Iterator[tuple[Item, list[Face]]]:
+        """Take the next frame; yield the frames that are now final."""
+        if self._waiting and index != self._waiting[-1][0] + 1:
+            raise ValueError(f"frame {index} after frame {self._waiting[-1][0]}: frames must come in order")
+        self._link(index, [Box.of(f) for f in faces if f.w > 0 and f.h > 0])
+        self._waiting.append((index, item))
+        while self._waiting and self._waiting[0][0] + self.reach <= index:
+            yield self._final(*self._waiting.popleft())
+
+    def drain(self) -> Iterator[tuple[Item, list[Face]]]:
+        """The last frames, once no more will come."""
+        while self._waiting:
+            yield self._final(*self._waiting.popleft())
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def _link(self, index: int, boxes: list[Box]) -> None:
+        """Give each detection to the nearest live track (greedy), or a new one."""
+        live = [t for t in self._tracks if index - t.seen[-1][0] <= self.reach + 1]
+        pairs = sorted((_distance(t.predict(index), b), n, m)
+                       for n, t in enumerate(live) for m, b in enumerate(boxes))
+        taken_tracks: set[int] = set()
+        taken_boxes: set[int] = set()
+        for distance, n, m in pairs:
+            if distance < 1.0 and n not in taken_tracks and m not in taken_boxes:
+                live[n].seen.append((index, boxes[m]))
+                taken_tracks.add(n)
+                taken_boxes.add(m)
+        self._tracks = [t for t in self._tracks if index - t.seen[-1][0] <= 2 * self.reach + 1]
+        self._tracks += [Track([(index, b)]) for m, b in enumerate(boxes) if m not in taken_boxes]
+
+    def _final(self, index: int, item: Item) -> tuple[Item, list[Face]]:
+        for track in self._tracks:  # forget detections no frame from here on needs
+            while len(track.seen) > 2 and track.seen[1][0] <= index - SMOOTH:
+                track.seen.pop(0)
+        covers = (t.cover(index, self.reach) for t in self._tracks)
+        return item, [c.face() for c in covers if c is not None]

@@ -1,0 +1,130 @@
+"""--privacy strict: a face the detector misses on some frames is still filtered
+on every frame, judged with ground truth (faces where the test put them)."""
+import cv2
+import numpy as np
+import pytest
+
+from dvp.config import Names
+from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
+from dvp.faces import Face, FaceDetector
+from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, STRICT, Frame, JobCompleted, JobEnd, JobStart
+from dvp.streams.assembler import AssemblyOptions, JobAssembler
+from dvp.streams.privacy import TemporalCover
+from tests.ground_truth import leaked_frames, moving_face_clip
+from tests.helpers import read_video
+
+NAMES = Names.with_prefix("t.")
+REACH = 12
+
+
+class RememberingDetector:
+    """The product's detector, asked once per picture: both modes see the same detections."""
+
+    def __init__(self, detector: FaceDetector):
+        self.detector = detector
+        self.seen: dict[bytes, list[Face]] = {}
+
+    def detect(self, image: np.ndarray, landmarks: bool = False) -> list[Face]:
+        key = image.tobytes()
+        if key not in self.seen:
+            self.seen[key] = self.detector.detect(image)
+        return self.seen[key]
+
+
+@pytest.fixture(scope="module")
+def detector():
+    d = FaceDetector()
+    yield RememberingDetector(d)
+    d.close()
+
+
+def through_the_pipeline(clip, privacy: str, detector, tmp_path) -> list[np.ndarray]:
+    """The clip's frames through a worker's per-frame work and the aggregator's
+    assembly, as records: what `dvp run` does, without a broker."""
+    height, width = clip[0].image.shape[:2]
+    worker = FrameProcessor(NAMES, detector, WorkerIdentity("w", "host", "127.0.0.1", 1), jpeg_quality=90)
+    start = JobStart(f"gt-{privacy}", "ground-truth", "blur", privacy, width, height, 25, 1, 1, 25, len(clip),
+                     False, 0)
+    job = JobAssembler(start, tmp_path, tmp_path, AssemblyOptions(18, "veryfast", 2000, 512_000_000, REACH))
+    for i, truth in enumerate(clip):
+        jpeg = cv2.imencode(".jpg", truth.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        record = FRAMES.encode(Frame(start.job_id, i, i, "blur", privacy, jpeg, 0, 0))
+        outcome = worker.process(Consumed(NAMES.frames, 0, i, b"", record))
+        assert job.add(ASSEMBLY.decode(outcome.result.value)) is None
+    done = job.add(JobEnd(start.job_id, len(clip), 0))
+    assert isinstance(done, JobCompleted)
+    return read_video(done.output).frames
+
+
+@pytest.mark.parametrize("width, height, crop", [(640, 480, 240), (3840, 2160, 500)], ids=["640x480", "4K"])
+def test_strict_mode_leaks_no_frame_where_per_frame_mode_does(detector, tmp_path, width, height, crop):
+    clip = moving_face_clip(width, height, crop)  # the 4K face is 150 pixels wide
+    per_frame = leaked_frames(clip, through_the_pipeline(clip, PER_FRAME, detector, tmp_path))
+    strict = leaked_frames(clip, through_the_pipeline(clip, STRICT, detector, tmp_path))
+    print(f"{width}x{height}: leaked frames per-frame {per_frame}, strict {strict} of {len(clip)}")
+    assert per_frame, "the clip no longer troubles the detector: the test cannot tell the modes apart"
+    assert all(clip[i].trouble for i in per_frame)  # misses happen where the troubles are
+    assert strict == []
+
+
+def box(x: float, w: float = 40) -> list[Face]:
+    return [Face(x, 100, w, w, 0.9)]
+
+
+def covers(faces: list[Face], x: float, w: float = 40) -> bool:
+    return any(f.x <= x and x + w <= f.x + f.w for f in faces)
+
+
+def run(cover: TemporalCover, detections: list[list[Face]]) -> list[list[Face]]:
+    out = [faces for i, d in enumerate(detections) for _, faces in cover.push(i, i, d)]
+    return out + [faces for _, faces in cover.drain()]
+
+
+def test_misses_inside_a_track_are_bridged_and_a_face_is_held_for_the_reach():
+    # A face moving 5 px a frame, found on frames 0-9 and 13-19, gone after 19.
+    seen = [box(100 + 5 * i) if i < 10 or 13 <= i < 20 else [] for i in range(40)]
+    out = run(TemporalCover(reach=4), seen)
+    assert all(covers(out[i], 100 + 5 * i) for i in range(20))  # 10-12 interpolated
+    assert all(covers(out[i], 100 + 5 * i) for i in range(20, 24))  # held, moving on
+    assert all(out[i] == [] for i in range(25, 40))  # then let go
+
+
+def test_a_face_is_covered_before_it_is_first_found():
+    # A face walking in at 10% of its width a frame: found from frame 6 on.
+    seen = [[] if i < 6 else box(10 + 4 * i) for i in range(20)]
+    out = run(TemporalCover(reach=4), seen)
+    assert out[:2] == [[], []]
+    assert all(covers(out[i], 10 + 4 * i) for i in range(2, 20))
+
+
+def test_boxes_are_smoothed_never_smaller_than_found():
+    jitter = [box(100 + (6 if i % 2 else -6), 40 + (4 if i % 3 else 0)) for i in range(30)]
+    out = run(TemporalCover(reach=3), jitter)
+    lefts = [f[0].x for f in out[3:27]]
+    assert max(lefts) - min(lefts) < 12  # the raw boxes jump 12 px every frame
+    assert all(covers(out[i], jitter[i][0].x, jitter[i][0].w) for i in range(30))
+
+
+def test_two_faces_keep_their_own_tracks():
+    seen = [box(50 + 2 * i) + ([] if i == 5 else box(400 - 2 * i)) for i in range(12)]
+    out = run(TemporalCover(reach=3), seen)
+    assert covers(out[5], 400 - 10) and covers(out[5], 60)
+    assert all(len(faces) == 2 for faces in out)
+
+
+def test_memory_stays_bounded_on_a_long_stream():
+    """A face on every frame of a 10-minute clip: the look-ahead and the tracks stay small."""
+    cover: TemporalCover[int] = TemporalCover(reach=12)
+    written = 0
+    for i in range(15_000):
+        written += sum(1 for _ in cover.push(i, i, box(100 + (i % 50))))
+        assert cover.waiting <= 12 and written == max(i - 11, 0)
+        assert len(cover._tracks) <= 3 and sum(len(t.seen) for t in cover._tracks) <= 2 * (12 + 4)
+    assert written + sum(1 for _ in cover.drain()) == 15_000
+
+
+def test_frames_out_of_order_are_refused():
+    cover: TemporalCover[int] = TemporalCover(reach=2)
+    list(cover.push(0, 0, []))
+    with pytest.raises(ValueError, match="in order"):
+        list(cover.push(2, 2, []))
