@@ -5,11 +5,18 @@ Outputs are judged against these true boxes, never against the product's detecto
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from dvp.config import Names
+from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
+from dvp.faces import Face, FaceDetector
+from dvp.messages import ASSEMBLY, FRAMES, Frame, JobCompleted, JobEnd, JobStart
 from dvp.sample import astronaut_face, background
+from dvp.streams.assembler import AssemblyOptions, JobAssembler
+from tests.helpers import read_video
 
 # Where the face is in the astronaut photo: eyebrows to chin, cheek to cheek,
 # as fractions of the crop (x, y, w, h).
@@ -100,3 +107,38 @@ def leaked(source: np.ndarray, output: np.ndarray, box: Box, changed: float = 12
 def leaked_frames(truth: list[TruthFrame], outputs: list[np.ndarray]) -> list[int]:
     return [i for i, (t, out) in enumerate(zip(truth, outputs, strict=True))
             if any(leaked(t.image, out, box) for box in t.faces)]
+
+
+class RememberingDetector:
+    """The product's detector, asked once per picture: both modes see the same detections."""
+
+    def __init__(self, detector: FaceDetector):
+        self.detector = detector
+        self.seen: dict[bytes, list[Face]] = {}
+
+    def detect(self, image: np.ndarray, landmarks: bool = False) -> list[Face]:
+        key = image.tobytes()
+        if key not in self.seen:
+            self.seen[key] = self.detector.detect(image)
+        return self.seen[key]
+
+
+def through_the_pipeline(clip: list[TruthFrame], privacy: str, detector, work: Path,
+                         filter_spec: str = "blur", reach: int = 12) -> list[np.ndarray]:
+    """The clip's frames through a worker's per-frame work and the aggregator's
+    assembly, as records: what `dvp run` does, without a broker."""
+    names = Names.with_prefix("gt.")
+    height, width = clip[0].image.shape[:2]
+    worker = FrameProcessor(names, detector, WorkerIdentity("w", "host", "127.0.0.1", 1), jpeg_quality=90)
+    start = JobStart(f"gt-{privacy}", "ground-truth", filter_spec, privacy, width, height, 25, 1, 1, 25, len(clip),
+                     False, 0)
+    job = JobAssembler(start, work, work, AssemblyOptions(18, "veryfast", 2000, 512_000_000, reach))
+    for i, truth in enumerate(clip):
+        jpeg = cv2.imencode(".jpg", truth.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        record = FRAMES.encode(Frame(start.job_id, i, i, filter_spec, privacy, jpeg, 0, 0))
+        outcome = worker.process(Consumed(names.frames, 0, i, b"", record))
+        job.add(ASSEMBLY.decode(outcome.result.value))
+    done = job.add(JobEnd(start.job_id, len(clip), 0))
+    if not isinstance(done, JobCompleted):
+        raise RuntimeError(f"the ground-truth job did not complete: {done}")
+    return read_video(done.output).frames

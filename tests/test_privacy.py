@@ -1,34 +1,11 @@
 """--privacy strict: a face the detector misses on some frames is still filtered
 on every frame, judged with ground truth (faces where the test put them)."""
-import cv2
-import numpy as np
 import pytest
 
-from dvp.config import Names
-from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
 from dvp.faces import Face, FaceDetector
-from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, STRICT, Frame, JobCompleted, JobEnd, JobStart
-from dvp.streams.assembler import AssemblyOptions, JobAssembler
+from dvp.messages import PER_FRAME, STRICT
 from dvp.streams.privacy import TemporalCover
-from tests.ground_truth import leaked_frames, moving_face_clip
-from tests.helpers import read_video
-
-NAMES = Names.with_prefix("t.")
-REACH = 12
-
-
-class RememberingDetector:
-    """The product's detector, asked once per picture: both modes see the same detections."""
-
-    def __init__(self, detector: FaceDetector):
-        self.detector = detector
-        self.seen: dict[bytes, list[Face]] = {}
-
-    def detect(self, image: np.ndarray, landmarks: bool = False) -> list[Face]:
-        key = image.tobytes()
-        if key not in self.seen:
-            self.seen[key] = self.detector.detect(image)
-        return self.seen[key]
+from tests.ground_truth import RememberingDetector, leaked_frames, moving_face_clip, through_the_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -38,25 +15,8 @@ def detector():
     d.close()
 
 
-def through_the_pipeline(clip, privacy: str, detector, tmp_path) -> list[np.ndarray]:
-    """The clip's frames through a worker's per-frame work and the aggregator's
-    assembly, as records: what `dvp run` does, without a broker."""
-    height, width = clip[0].image.shape[:2]
-    worker = FrameProcessor(NAMES, detector, WorkerIdentity("w", "host", "127.0.0.1", 1), jpeg_quality=90)
-    start = JobStart(f"gt-{privacy}", "ground-truth", "blur", privacy, width, height, 25, 1, 1, 25, len(clip),
-                     False, 0)
-    job = JobAssembler(start, tmp_path, tmp_path, AssemblyOptions(18, "veryfast", 2000, 512_000_000, REACH))
-    for i, truth in enumerate(clip):
-        jpeg = cv2.imencode(".jpg", truth.image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-        record = FRAMES.encode(Frame(start.job_id, i, i, "blur", privacy, jpeg, 0, 0))
-        outcome = worker.process(Consumed(NAMES.frames, 0, i, b"", record))
-        assert job.add(ASSEMBLY.decode(outcome.result.value)) is None
-    done = job.add(JobEnd(start.job_id, len(clip), 0))
-    assert isinstance(done, JobCompleted)
-    return read_video(done.output).frames
-
-
-@pytest.mark.parametrize("width, height, crop", [(640, 480, 240), (3840, 2160, 500)], ids=["640x480", "4K"])
+@pytest.mark.parametrize("width, height, crop", [(640, 480, 240), (640, 480, 800), (3840, 2160, 500)],
+                         ids=["640x480", "close-up", "4K"])
 def test_strict_mode_leaks_no_frame_where_per_frame_mode_does(detector, tmp_path, width, height, crop):
     clip = moving_face_clip(width, height, crop)  # the 4K face is 150 pixels wide
     per_frame = leaked_frames(clip, through_the_pipeline(clip, PER_FRAME, detector, tmp_path))
