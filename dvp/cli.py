@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("aggregator", parents=[common], help="run the Faust aggregator that writes the videos")
 
+    sub.add_parser("sink", parents=[common], help="store the metrics and job events in ClickHouse (a consumer "
+                                                  "group: run as many as you like against a server)")
+    p = sub.add_parser("dashboard", parents=[common], help="serve the Streamlit dashboard (with a metrics sink)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--no-sink", action="store_true",
+                   help="only show the store; let `dvp sink` processes fill it (a ClickHouse server)")
+
     p = sub.add_parser("up", parents=[common], help="start broker, workers and aggregator in the background")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     _own_flag(p, "guarantee")
@@ -155,11 +163,17 @@ def _dispatch(args) -> int:
     elif args.command == "aggregator":
         from dvp.streams.app import run_aggregator
         run_aggregator(settings, loglevel="info" if args.verbose else "warn")
+    elif args.command == "sink":
+        _run_sink(settings)
+    elif args.command == "dashboard":
+        from dvp.dashboard.serve import serve
+        serve(settings, args.address, _positive(args.port, "--port"), sink=not args.no_sink)
     elif args.command in ("up", "down", "status"):
         from dvp.infra import stack
         if args.command == "up":
             services = stack.up(settings, _positive(args.workers, "--workers"))
             print(f"bootstrap servers: {settings.bootstrap}")
+            print(f"dashboard: http://127.0.0.1:{stack.DASHBOARD_PORT}")
         else:
             services = getattr(stack, args.command)(settings)
         for s in services:
@@ -167,6 +181,9 @@ def _dispatch(args) -> int:
             print(f"{s.name:<12} pid {s.pid:<8} {state:<8} log {s.log}")
         if not services:
             print("nothing runs")
+        if args.command == "status":
+            from dvp.dashboard.summary import summary_lines
+            print("\n".join(summary_lines(settings)))
     elif args.command == "kafka":
         from dvp.infra.kafka import cluster as apache
         home = settings.home / "kafka"
@@ -203,6 +220,24 @@ def _dispatch(args) -> int:
                      audio=not args.no_audio)
         print(args.output)
     return 0
+
+
+def _run_sink(settings: Settings) -> None:
+    import threading
+
+    from dvp.consumers.sink import MetricsSink
+    from dvp.store import Store
+    store = Store(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sink = MetricsSink(settings, store)
+    print(f"storing {settings.names.metrics} and {settings.names.jobs} in {store.where}", flush=True)
+    try:
+        sink.run(stop)
+    finally:
+        sink.close()
+        store.close()
 
 
 def _publish(settings: Settings, args) -> int:

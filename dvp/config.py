@@ -26,6 +26,12 @@ def _at_least(low: float) -> Callable[[Any], str | None]:
     return lambda v: None if v >= low else f"must be at least {low:g}, got {v:g}"
 
 
+def _dsn(value: str | None) -> str | None:
+    if value is None or value.split("://", 1)[0] in ("http", "https", "chdb"):
+        return None
+    return f"must start with http://, https:// or chdb://, got {value.split('://', 1)[0]!r}"
+
+
 def _between(low: int, high: int) -> Callable[[Any], str | None]:
     return lambda v: None if low <= v <= high else f"must be from {low} to {high}, got {v}"
 
@@ -64,6 +70,7 @@ class Names:
     aggregator: str      # the Faust app id: its consumer group and table names
     watch: str           # the group name of job watchers (they commit nothing)
     replay: str          # the group name of the aggregator's replays (they commit nothing)
+    sink: str            # the metrics sinks' consumer group
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Names:
@@ -142,6 +149,10 @@ class Settings:
     output_dir: Path | None = _setting(
         None, "DVP_OUTPUT_DIR", "the aggregator's store of finished videos, JOB_ID.mp4 (default HOME/output)",
         Path)
+    clickhouse_dsn: str | None = _setting(
+        None, "DVP_CLICKHOUSE_DSN",
+        "the metrics store, a ClickHouse server, e.g. http://user:password@host:8123/db; "
+        "unset: embedded chDB under HOME/store", str, check=_dsn)
     crf: int = _setting(18, "DVP_CRF", "H.264 quality of the output (0-51, lower is better)", int,
                         check=_between(0, 51))
     preset: str = _setting("veryfast", "DVP_PRESET", "x264 speed preset of the output", str, choices=(

@@ -183,10 +183,16 @@ def read_partition(settings: Settings, topic: str, partition: int, start: int | 
 
 
 def partition_count(settings: Settings, topic: str) -> int:
-    md = wait_reachable(settings).list_topics(topic, timeout=settings.connect_timeout_s)
-    if topic not in md.topics or md.topics[topic].error is not None:
-        raise BrokerError(f"topic {topic} does not exist on {settings.bootstrap}; run `dvp topics`")
-    return len(md.topics[topic].partitions)
+    """The topic's partitions, asked until known: a topic just created through one
+    broker reaches the others' metadata a moment later."""
+    client = wait_reachable(settings)
+
+    def count() -> int | None:
+        t = client.list_topics(topic, timeout=settings.connect_timeout_s).topics.get(topic)
+        return len(t.partitions) if t is not None and t.error is None and t.partitions else None
+
+    return wait_until(count, min(settings.connect_timeout_s, 10),
+                      f"topic {topic} does not exist on {settings.bootstrap}; run `dvp topics`", error=BrokerError)
 
 
 def watermarks(consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:

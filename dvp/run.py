@@ -1,17 +1,20 @@
 """`dvp run`: the main job in one command, leaving no process behind."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from dvp.config import Settings
+from dvp.consumers.sink import BackgroundSink
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.infra.stack import Stack
 from dvp.media import VideoSource
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
+from dvp.store import Store, StoreError
 
 
 @dataclass(frozen=True)
@@ -22,13 +25,15 @@ class Summary:
     wall_s: float
     output: str
     duration_s: float
+    metrics: str
 
     def lines(self) -> list[str]:
         return [f"job       {self.job_id}",
                 f"frames    {self.frames} ({self.frames / self.wall_s:.1f} fps)",
                 f"faces     {self.faces}",
                 f"wall time {self.wall_s:.1f} s",
-                f"output    {self.output} ({self.duration_s:.2f} s of video)"]
+                f"output    {self.output} ({self.duration_s:.2f} s of video)",
+                f"metrics   {self.metrics}"]
 
 
 def precheck(path: str, filter_spec: str, privacy: str | None) -> None:
@@ -43,17 +48,32 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
             workers: int = 2, progress: bool = True, privacy: str | None = None) -> Summary:
     precheck(path, filter_spec, privacy)
     began = time.monotonic()
-    with Stack.running(settings, workers) as stack:
-        watcher = JobWatcher(stack.settings)
-        try:
-            published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy)
+    try:  # in the user's home, not the stack's: the dashboard shows the job afterwards
+        store: Store | None = Store(settings)
+    except StoreError as exc:
+        store = None
+        stored = f"not stored: {exc}"
+        print(f"warning: this job's metrics are {stored}", file=sys.stderr)
+    try:
+        with Stack.running(settings, workers) as stack:
+            sink = BackgroundSink(stack.settings, store) if store is not None else None
+            watcher = JobWatcher(stack.settings)
             try:
-                done = watcher.wait(published.start.job_id, published.frames, progress=progress,
-                                    timeout=settings.stall_timeout_s, alive=stack.check_alive,
-                                    save_to=Path(output).absolute())
-            except DvpError as exc:
-                raise DvpError(f"{exc}; logs: {stack.keep_logs()}") from None
-        finally:
-            watcher.close()
+                published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy)
+                try:
+                    done = watcher.wait(published.start.job_id, published.frames, progress=progress,
+                                        timeout=settings.stall_timeout_s, alive=stack.check_alive,
+                                        save_to=Path(output).absolute())
+                except DvpError as exc:
+                    raise DvpError(f"{exc}; logs: {stack.keep_logs()}") from None
+            finally:
+                watcher.close()
+            if store is not None and sink is not None:
+                complete = sink.finish(timeout=30)
+                stored = (f"stored in {store.where} (`dvp dashboard` shows them)" if complete
+                          else f"partly stored in {store.where}: {sink.error or 'the sink fell behind'}")
+    finally:
+        if store is not None:
+            store.close()
     return Summary(done.job_id, done.frames, done.faces, time.monotonic() - began,
-                   str(Path(output).absolute()), done.duration_s)
+                   str(Path(output).absolute()), done.duration_s, stored)

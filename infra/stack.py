@@ -1,4 +1,4 @@
-"""The local stack: broker, workers and aggregator as background processes.
+"""The local stack: broker, workers, aggregator and dashboard as background processes.
 
 `dvp up` / `dvp down` / `dvp status` manage a long-running one under
 DVP_HOME; `Stack` is the private, throw-away one that `dvp run` uses."""
@@ -19,7 +19,8 @@ from dvp.infra.processes import Service, ServiceDir, dvp_command, stop_processes
 
 LOCAL_PORT = 9092
 # Stop order: first what consumes, last the broker.
-STOP_ORDER = ("worker", "aggregator", "broker")
+STOP_ORDER = ("dashboard", "worker", "aggregator", "broker")
+DASHBOARD_PORT = 8501
 
 
 def up(settings: Settings, workers: int) -> list[Service]:
@@ -35,7 +36,9 @@ def up(settings: Settings, workers: int) -> list[Service]:
     kafka.ensure_topics(settings)
     env = settings.to_env()
     wanted = {"worker": dvp_command("worker", "--processes", str(workers)),
-              "aggregator": dvp_command("aggregator")}
+              "aggregator": dvp_command("aggregator"),
+              # It owns the embedded metrics store: it fills it (a sink) and shows it.
+              "dashboard": dvp_command("dashboard", "--port", str(DASHBOARD_PORT))}
     for name, argv in wanted.items():
         running = services.get(name)
         if running is None or not running.alive:

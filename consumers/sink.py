@@ -1,0 +1,201 @@
+"""The metrics sink: the metrics and jobs topics into the metrics store, in
+batches by size and by time. Offsets are committed after the insert, so a crash
+replays at most the batches since the last commit, and the store collapses
+those rows (they are keyed by their record's partition and offset). Records
+that do not decode, or carry figures no frame can have, are counted and
+skipped, never fatal; a store that refuses a batch gets it again, with back-off."""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, TopicPartition
+
+from dvp import kafka
+from dvp.config import Names, Settings
+from dvp.errors import DvpError, MalformedRecord
+from dvp.messages import JOBS, METRICS, FrameMetrics, JobCompleted, JobFailed, JobProgress
+from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Store, StoreError
+
+log = logging.getLogger("dvp.sink")
+BATCH_RECORDS, BATCH_S = 2000, 1.0  # a batch ends at this many records or after this long
+MAX_BACKOFF_S = 30.0
+_UINT32, _TEXT = 2**32, 200
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # Kafka's record time
+    value: bytes | None
+
+
+@dataclass
+class Rows:
+    frames: list[tuple] = field(default_factory=list)
+    jobs: list[tuple] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _when(us: float) -> datetime:
+    return datetime.fromtimestamp(us / 1e6, tz=UTC)
+
+
+def _frame_row(m: FrameMetrics, r: Record) -> tuple:
+    t = m.timings
+    times = (t.queue_ms, t.decode_ms, t.detect_ms, t.filter_ms, t.encode_ms)
+    if not (0 <= m.index < 2**63 and 0 <= m.pid < _UINT32 and 0 <= m.partition < _UINT32
+            and 0 <= m.faces < 2**16 and 0 < m.ts_us < 2**62 and all(math.isfinite(x) and x >= 0 for x in times)):
+        raise MalformedRecord(f"frame metrics with impossible figures (job {m.job_id}, frame {m.index})")
+    return (_when(m.ts_us), m.job_id, m.index, m.worker_id[:_TEXT], m.host[:_TEXT], m.ip[:_TEXT], m.pid,
+            m.partition, *times, m.faces, r.partition, r.offset)
+
+
+def _job_row(e: JobProgress | JobCompleted | JobFailed, r: Record) -> tuple:
+    when = _when(r.timestamp_ms * 1000)
+    if isinstance(e, JobProgress):
+        if e.frames_written < 0 or (e.frame_count is not None and e.frame_count < 0):
+            raise MalformedRecord(f"job progress with negative counts (job {e.job_id})")
+        return (when, e.job_id, "progress", e.frames_written, e.frame_count, 0, 0.0, "", r.partition, r.offset)
+    if isinstance(e, JobCompleted):
+        if e.frames < 0 or e.faces < 0 or not math.isfinite(e.duration_s) or not 0 < e.completed_ts_us < 2**62:
+            raise MalformedRecord(f"job completion with impossible figures (job {e.job_id})")
+        return (_when(e.completed_ts_us), e.job_id, "completed", e.frames, e.frames, e.faces, e.duration_s, "",
+                r.partition, r.offset)
+    return (when, e.job_id, "failed", 0, None, 0, 0.0, e.reason[:1000], r.partition, r.offset)
+
+
+def rows_of(names: Names, records: Iterable[Record]) -> Rows:
+    """Store rows from records of the metrics and jobs topics; the rest is counted."""
+    rows = Rows()
+    for r in records:
+        try:
+            if r.topic == names.metrics:
+                m = METRICS.decode(r.value)
+                rows.frames.append(_frame_row(m, r))
+            elif r.topic == names.jobs:
+                rows.jobs.append(_job_row(JOBS.decode(r.value), r))
+            else:
+                raise MalformedRecord(f"a record from {r.topic}")
+        except MalformedRecord as exc:
+            rows.skipped += 1
+            log.warning("skipped %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc)
+    return rows
+
+
+class MetricsSink:
+    """Consumes the metrics and jobs topics into the store, as member of the
+    sink group: several sinks share the partitions."""
+
+    def __init__(self, settings: Settings, store: Store, group: str | None = None):
+        self.settings = settings
+        self.store = store
+        self.topics = [settings.names.metrics, settings.names.jobs]
+        self.consumer: Consumer = kafka.consumer(settings, **{
+            "group.id": group or settings.names.sink, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "session.timeout.ms": settings.session_timeout_ms})
+        self.consumer.subscribe(self.topics)
+        self.stored = self.skipped = 0
+        self._failures = 0
+
+    def step(self) -> int:
+        """One batch: read, insert, commit. Returns the records read."""
+        deadline = time.monotonic() + BATCH_S
+        messages: list = []
+        while len(messages) < BATCH_RECORDS and (left := deadline - time.monotonic()) > 0:
+            messages += [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), left) if not m.error()]
+        if not messages:
+            return 0
+        rows = rows_of(self.settings.names, (
+            Record(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.value()) for m in messages))
+        try:
+            self.store.insert(FRAMES_TABLE, FRAME_COLUMNS, rows.frames)
+            self.store.insert(JOBS_TABLE, JOB_COLUMNS, rows.jobs)
+        except StoreError as exc:  # keep the records: read them again after a pause
+            self._failures += 1
+            log.warning("%s; trying again", exc)
+            self._rewind(messages)
+            time.sleep(min(0.5 * 2 ** self._failures, MAX_BACKOFF_S))
+            return 0
+        self._failures = 0
+        last = {(m.topic(), m.partition()): m.offset() + 1 for m in messages}
+        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in last.items()], asynchronous=False)
+        self.stored += len(rows.frames) + len(rows.jobs)
+        self.skipped += rows.skipped
+        return len(messages)
+
+    def _rewind(self, messages: list) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            first.setdefault((m.topic(), m.partition()), m.offset())
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for (t, p), offset in first.items():
+            if (t, p) in assigned:
+                self.consumer.seek(TopicPartition(t, p, offset))
+
+    def caught_up(self) -> bool:
+        """Whether this sink, the only one, has stored every record on the topics now.
+        Positions, not commits, are compared with the log's end: a transactional
+        log ends in commit markers, which the consumer steps over but never delivers."""
+        assigned = self.consumer.assignment()
+        wanted = sum(len(self.consumer.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
+        if len(assigned) < wanted:
+            return False
+        for tp in self.consumer.position(assigned):
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+            if high > low and tp.offset < high:
+                return False
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.step()
+
+    def close(self) -> None:
+        self.consumer.close()
+        if self.stored or self.skipped:
+            log.info("stored %d rows, skipped %d records", self.stored, self.skipped)
+
+
+class BackgroundSink:
+    """A sink on a thread of this process: `dvp run` stores its job's metrics as
+    it runs, and the dashboard fills the store it reads. An error stops the
+    sink, not the process, and is kept in `error`."""
+
+    def __init__(self, settings: Settings, store: Store):
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._sink: MetricsSink | None = None
+        self._settings, self._store = settings, store
+        self._thread = threading.Thread(target=self._run, name="metrics-sink", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._sink = MetricsSink(self._settings, self._store)
+            self._sink.run(self._stop)
+        except Exception as exc:  # the rest of the process goes on
+            log.exception("the metrics sink stopped")
+            self.error = str(exc) if isinstance(exc, DvpError) else f"{type(exc).__name__}: {exc}"
+        finally:
+            if self._sink is not None:
+                self._sink.close()
+
+    def finish(self, timeout: float) -> bool:
+        """Store what the topics hold now (up to `timeout`), then stop. Whether all was stored."""
+        deadline = time.monotonic() + timeout
+        done = False
+        while self.error is None and not done and time.monotonic() < deadline:
+            done = self._sink is not None and self._sink.caught_up()
+            if not done:
+                time.sleep(0.2)
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return done

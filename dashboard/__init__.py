@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: workers, jobs and their history from the metrics store."""

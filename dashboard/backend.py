@@ -1,0 +1,37 @@
+"""What a dashboard process holds: the store and, unless told otherwise, a
+metrics sink on a thread, so that one process owns the embedded store and both
+fills it and reads it (chDB admits one process per store)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dvp.config import Settings
+from dvp.consumers.sink import BackgroundSink
+from dvp.messages import valid_job_id
+from dvp.producers.history import fetch
+from dvp.store import Store
+
+
+class Backend:
+    def __init__(self, settings: Settings, with_sink: bool):
+        self.settings = settings
+        self.store = Store(settings)  # StoreBusy / StoreError: the page says why
+        self.sink = BackgroundSink(settings, self.store) if with_sink else None
+
+    @property
+    def sink_error(self) -> str | None:
+        return self.sink.error if self.sink is not None else None
+
+    def video(self, job_id: str) -> Path | None:
+        """A finished job's video: from the aggregator's store when it is on this
+        machine, else fetched once from the results topic."""
+        if not valid_job_id(job_id):
+            return None
+        local = self.settings.outputs / f"{job_id}.mp4"
+        if local.is_file():
+            return local
+        cached = self.settings.home / "dashboard" / f"{job_id}.mp4"
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fetch(self.settings, job_id, cached)
+        return cached

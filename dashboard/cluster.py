@@ -1,0 +1,59 @@
+"""What the cluster says about the workers now: the frames waiting for each,
+the consumer group's lag on the partitions assigned to it (Kafka's admin API)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import BrokerError
+
+
+@dataclass(frozen=True)
+class Waiting:
+    by_worker: dict[str, int]  # worker id -> frames not yet processed on its partitions
+    unassigned: int  # frames on partitions no worker holds
+    total: int
+    how: str  # where the assignment came from, said on the page
+
+
+def waiting_frames(settings: Settings, recent_partitions: Mapping[str, set[int]]) -> Waiting:
+    """The workers' lag. A worker's partitions are its assignment as the group
+    describes it; brokers that do not describe members (the embedded one) are
+    answered from the partitions each worker processed last (`recent_partitions`)."""
+    topic, group = settings.names.frames, settings.names.workers
+    client = kafka.wait_reachable(settings, timeout=min(settings.connect_timeout_s, 2))
+    try:
+        parts = client.list_topics(topic, timeout=5).topics[topic].partitions
+        committed_future = client.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])])[group]
+        committed = {tp.partition: tp.offset for tp in committed_future.result(timeout=5).topic_partitions}
+        described = client.describe_consumer_groups([group])[group].result(timeout=5)
+    except (KafkaException, TimeoutError, KeyError) as exc:
+        raise BrokerError(f"cannot read the workers' group from the cluster: {exc}") from None
+    reader = kafka.consumer(settings, **{"group.id": settings.names.replay})
+    try:
+        lag = {}
+        for p in parts:
+            low, high = kafka.watermarks(reader, topic, p, 5)
+            done = committed.get(p, -1)
+            lag[p] = max(high - (done if done >= 0 else low), 0)
+    finally:
+        reader.close()
+    owner = {tp.partition: m.client_id for m in described.members
+             for tp in (m.assignment.topic_partitions if m.assignment else []) if tp.topic == topic}
+    how = "the group's assignment"
+    if not owner and described.members:  # members without assignments: ask the metrics
+        how = "the partitions each worker processed last (the broker does not describe assignments)"
+        for worker, partitions in recent_partitions.items():
+            for p in partitions:
+                owner.setdefault(p, worker)
+    by_worker: dict[str, int] = {}
+    for p, n in lag.items():
+        if p in owner:
+            by_worker[owner[p]] = by_worker.get(owner[p], 0) + n
+    total = sum(lag.values())
+    return Waiting(by_worker, total - sum(by_worker.values()), total, how)

@@ -1,0 +1,109 @@
+"""The dashboard, fed by a real `dvp run` as `make demo` leaves it: each page
+rendered by Streamlit (AppTest), then once in a real browser."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from dvp.infra.tansu import free_port
+from tests.helpers import dvp, wait_for
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, clips):
+    """A one-shot `dvp run`, its broker gone since: the store under its home holds the job."""
+    home = tmp_path_factory.mktemp("home")
+    done = dvp("run", str(clips["face"]), "-o", str(home / "out.mp4"), "--quiet", env={"DVP_HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    summary = dict(line.split(None, 1) for line in done.stdout.splitlines() if line.strip())
+    assert summary["metrics"].startswith("stored in chdb://"), summary["metrics"]
+    env = {"DVP_HOME": str(home), "DVP_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing listens
+           "DVP_CONNECT_TIMEOUT_S": "1"}
+    return {"env": env, "job": summary["job"], "frames": int(summary["frames"].split()[0]),
+            "faces": int(summary["faces"])}
+
+
+def page(demo, name: str, job: str | None = None) -> dict:
+    done = subprocess.run([sys.executable, "-m", "tests.pages", name, *([job] if job else [])],
+                          capture_output=True, text=True, env={**os.environ, **demo["env"]}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = json.loads(done.stdout.splitlines()[-1])
+    assert shown["exception"] == [] and shown["error"] == [], shown
+    return shown
+
+
+def test_the_workers_page_shows_who_did_the_job(demo):
+    shown = page(demo, "Workers")
+    [workers] = [t for t in shown["tables"] if t and "worker_id" in t[0]]
+    assert {w["host"] for w in workers} == {socket.gethostname()}
+    assert sum(int(w["frames"]) for w in workers) == demo["frames"] == 75
+    assert sum(int(w["faces"]) for w in workers) == demo["faces"]
+    assert all(float(w["avg_detect_ms"]) > 0 for w in workers)
+    assert shown["metrics"]["frames done"] == "75"
+    # Its broker is gone: said, not a traceback.
+    assert any("cannot be asked" in w and "cannot reach Kafka" in w for w in shown["warning"]), shown["warning"]
+
+
+def test_the_jobs_page_and_the_job_page_agree_with_the_run(demo):
+    jobs = page(demo, "Jobs")
+    [job] = [row for t in jobs["tables"] for row in t if row.get("job_id") == demo["job"]]
+    assert (job["state"], job["frames"], job["faces"]) == ("completed", "75", str(demo["faces"]))
+    one = page(demo, "Job", demo["job"])
+    assert one["header"] == [f"Job {demo['job']}"]
+    assert one["metrics"]["frames"] == "75 / 75" and one["metrics"]["state"] == "completed"
+    [timeline] = [t for t in one["tables"] if t and "frame_index" in t[0]]
+    assert sorted(int(r["frame_index"]) for r in timeline) == list(range(75))
+
+
+def test_an_empty_store_says_so(tmp_path):
+    shown = page({"env": {"DVP_HOME": str(tmp_path), "DVP_BOOTSTRAP_SERVERS": "127.0.0.1:1"}}, "Workers")
+    assert any("No worker has processed a frame yet" in i for i in shown["info"])
+
+
+def test_every_page_in_a_real_browser(demo, tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs it")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "dvp", "dashboard", "--port", str(port)],
+                              env={**os.environ, **demo["env"]}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    try:
+        wait_for(lambda: _listening(port), 60, "the dashboard to listen")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            view = browser.new_page(viewport={"width": 1400, "height": 900})
+            base = f"http://127.0.0.1:{port}"
+            for name, query, expected in [
+                ("workers", "?page=Workers", socket.gethostname()),
+                ("jobs", "?page=Jobs", demo["job"]),
+                ("job", f"?page=Job&job={demo['job']}", "75 / 75"),
+            ]:
+                view.goto(base + query)
+                # Tables draw on a canvas; their cells are in the page, for screen readers.
+                view.get_by_text(expected).first.wait_for(state="attached", timeout=60_000)
+                view.wait_for_timeout(1500)  # charts and tables finish drawing
+                view.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    keep = os.environ.get("DVP_SCREENSHOTS")  # e.g. docs/, to refresh the README's pictures
+    if keep:
+        shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
