@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from dvp import kafka
 from dvp.config import Names, Settings
-from dvp.errors import DvpError, MalformedRecord
+from dvp.errors import BrokerError, DvpError, MalformedRecord
 from dvp.messages import JOBS, METRICS, FrameMetrics, JobCompleted, JobFailed, JobProgress
 from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Store, StoreError
 
@@ -179,6 +179,9 @@ class BackgroundSink:
 
     def _run(self) -> None:
         try:
+            while not self._reachable():  # a cluster that is gone (after `dvp run`): no client spinning
+                if self._stop.wait(5):
+                    return
             self._sink = MetricsSink(self._settings, self._store)
             self._sink.run(self._stop)
         except Exception as exc:  # the rest of the process goes on
@@ -187,6 +190,13 @@ class BackgroundSink:
         finally:
             if self._sink is not None:
                 self._sink.close()
+
+    def _reachable(self) -> bool:
+        try:
+            kafka.wait_reachable(self._settings, timeout=min(self._settings.connect_timeout_s, 5))
+            return True
+        except BrokerError:
+            return False
 
     def finish(self, timeout: float) -> bool:
         """Store what the topics hold now (up to `timeout`), then stop. Whether all was stored."""

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dvp.config import Settings
 from dvp.dashboard import queries
-from dvp.dashboard.backend import Backend
+from dvp.dashboard.backend import Backend, shared
 from dvp.dashboard.cluster import waiting_frames
 from dvp.errors import BrokerError, DvpError
 
@@ -18,15 +18,10 @@ PAGES = ("Workers", "Jobs", "Job")
 REFRESH_S = 2.0
 
 
-@st.cache_resource
-def backend() -> Backend:
-    """One per server process: errors are not cached, so a page retries."""
-    return Backend(Settings.load(), with_sink="--no-sink" not in sys.argv)
-
-
 def connect() -> Backend:
+    """The process's backend (`dvp dashboard` made it; made here under AppTest)."""
     try:
-        return backend()
+        return shared(Settings.load(), with_sink="--no-sink" not in sys.argv)
     except DvpError as exc:
         st.error(str(exc))
         st.stop()
@@ -70,10 +65,12 @@ def workers_page(b: Backend) -> None:
     st.dataframe(table, hide_index=True, use_container_width=True)
     history = queries.over_time(b.store)
     if not history.empty:
-        st.subheader("Throughput (frames per second) and per-frame time (ms), by worker")
+        st.subheader("By worker, over time")
         left, right = st.columns(2)
+        left.caption("throughput: frames per second")
         left.line_chart(history.pivot_table(index="second", columns="worker_id", values="fps", fill_value=0))
-        right.line_chart(history.pivot_table(index="second", columns="worker_id", values="ms"))
+        right.caption("latency: queue wait + processing per frame, ms")
+        right.line_chart(history.pivot_table(index="second", columns="worker_id", values="latency_ms"))
 
 
 def jobs_page(b: Backend) -> None:

@@ -1,6 +1,5 @@
 """What a dashboard process holds: the store and, unless told otherwise, a
-metrics sink on a thread, so that one process owns the embedded store and both
-fills it and reads it (chDB admits one process per store)."""
+metrics sink on a thread that fills it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,3 +34,13 @@ class Backend:
             cached.parent.mkdir(parents=True, exist_ok=True)
             fetch(self.settings, job_id, cached)
         return cached
+
+
+_SHARED: list[Backend] = []  # one per process: `dvp dashboard` makes it, the pages use it
+
+
+def shared(settings: Settings, with_sink: bool) -> Backend:
+    """This process's backend, made on first use."""
+    if not _SHARED:
+        _SHARED.append(Backend(settings, with_sink))
+    return _SHARED[0]

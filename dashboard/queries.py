@@ -21,6 +21,10 @@ def workers(store: Store) -> pd.DataFrame:
                round(avg(encode_ms), 1) AS avg_encode_ms,
                round(avg({_TOTAL}), 1) AS avg_ms, round(quantile(0.95)({_TOTAL}), 1) AS p95_ms,
                round(quantile(0.95)(queue_ms), 1) AS p95_queue_ms,
+               round(quantile(0.95)(decode_ms), 1) AS p95_decode_ms,
+               round(quantile(0.95)(detect_ms), 1) AS p95_detect_ms,
+               round(quantile(0.95)(filter_ms), 1) AS p95_filter_ms,
+               round(quantile(0.95)(encode_ms), 1) AS p95_encode_ms,
                round(count() / greatest(dateDiff('millisecond', min(ts), max(ts)) / 1000, 1), 2) AS fps
         FROM {FRAMES_TABLE} FINAL
         GROUP BY worker_id

@@ -1,23 +1,23 @@
-"""`dvp dashboard`: Streamlit serving app.py, bound to 127.0.0.1 unless told otherwise."""
+"""`dvp dashboard`: Streamlit serving app.py in this process, bound to 127.0.0.1
+unless told otherwise. The metrics sink starts with the server, not with the
+first page view: a `dvp up` stack stores metrics while nobody looks."""
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 from dvp.config import Settings
-from dvp.store import Store
+from dvp.dashboard.backend import shared
 
 APP = Path(__file__).with_name("app.py")
 
 
 def serve(settings: Settings, address: str, port: int, sink: bool) -> None:
-    """Replace this process by the Streamlit server; settings travel in the environment."""
-    Store(settings).close()  # a busy or unreachable store is one line here, not a page later
-    os.environ.update(settings.to_env())
-    argv = [sys.executable, "-m", "streamlit", "run", str(APP),
-            "--server.address", address, "--server.port", str(port), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-            "--global.developmentMode", "false"]
+    from streamlit.web import bootstrap  # heavy: only here
+
+    shared(settings, with_sink=sink)  # a store out of reach is one line here, not a page later
+    options = {"server_address": address, "server_port": port, "server_headless": True,
+               "browser_gatherUsageStats": False, "client_toolbarMode": "viewer",
+               "global_developmentMode": False}
+    bootstrap.load_config_options(flag_options=options)
     print(f"dashboard on http://{address}:{port}", flush=True)
-    os.execv(sys.executable, argv + (["--", "--no-sink"] if not sink else []))
+    bootstrap.run(str(APP), False, [], options)

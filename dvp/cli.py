@@ -35,7 +35,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 # Settings whose flags only some commands take.
-OWN_FLAGS = ("guarantee", "stall_timeout_s")
+OWN_FLAGS = ("guarantee", "stall_timeout_s", "dashboard_port")
 
 
 def _own_flag(parser: argparse.ArgumentParser, name: str) -> None:
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sink", parents=[common], help="store the metrics and job events in ClickHouse (a consumer "
                                                   "group: run as many as you like against a server)")
     p = sub.add_parser("dashboard", parents=[common], help="serve the Streamlit dashboard (with a metrics sink)")
-    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    _own_flag(p, "dashboard_port")
     p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--no-sink", action="store_true",
                    help="only show the store; let `dvp sink` processes fill it (a ClickHouse server)")
@@ -167,13 +167,13 @@ def _dispatch(args) -> int:
         _run_sink(settings)
     elif args.command == "dashboard":
         from dvp.dashboard.serve import serve
-        serve(settings, args.address, _positive(args.port, "--port"), sink=not args.no_sink)
+        serve(settings, args.address, settings.dashboard_port, sink=not args.no_sink)
     elif args.command in ("up", "down", "status"):
         from dvp.infra import stack
         if args.command == "up":
             services = stack.up(settings, _positive(args.workers, "--workers"))
             print(f"bootstrap servers: {settings.bootstrap}")
-            print(f"dashboard: http://127.0.0.1:{stack.DASHBOARD_PORT}")
+            print(f"dashboard: http://127.0.0.1:{settings.dashboard_port}")
         else:
             services = getattr(stack, args.command)(settings)
         for s in services:

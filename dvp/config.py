@@ -153,6 +153,9 @@ class Settings:
         None, "DVP_CLICKHOUSE_DSN",
         "the metrics store, a ClickHouse server, e.g. http://user:password@host:8123/db; "
         "unset: embedded chDB under HOME/store", str, check=_dsn)
+    dashboard_port: int = _setting(
+        8501, "DVP_DASHBOARD_PORT", "port of `dvp dashboard` (127.0.0.1 unless --address says otherwise)", int,
+        flag="--port", check=_between(1, 65535))
     crf: int = _setting(18, "DVP_CRF", "H.264 quality of the output (0-51, lower is better)", int,
                         check=_between(0, 51))
     preset: str = _setting("veryfast", "DVP_PRESET", "x264 speed preset of the output", str, choices=(

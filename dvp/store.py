@@ -5,11 +5,13 @@ The same code serves both. Every table's DDL is here and nowhere else.
 Rows are keyed by where their record sat in Kafka (topic partition and offset):
 a batch inserted twice (a sink that crashed before committing its offsets)
 collapses into one row in the ReplacingMergeTree, and queries read with FINAL.
-chDB admits one process per data path: a second one gets StoreBusy."""
+chDB admits one process per data path at a time: processes take turns."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from dvp.config import Settings
@@ -21,7 +23,7 @@ class StoreError(DvpError):
 
 
 class StoreBusy(StoreError):
-    """The embedded store is open in another process."""
+    """The embedded store stayed open in another process for too long."""
 
 
 FRAMES_TABLE, JOBS_TABLE = "dvp_frames", "dvp_job_events"
@@ -66,53 +68,72 @@ def redacted(dsn: str) -> str:
 
 
 class Store:
-    """One connection to the store, safe to share between threads."""
+    """The store, safe to share between threads. An embedded store is opened for
+    each statement and closed after it (tens of milliseconds), so that processes
+    take turns: `dvp run`'s sink, a dashboard's sink and its pages, `dvp status`.
+    A process that finds it open elsewhere waits up to `busy_timeout_s`."""
 
-    def __init__(self, settings: Settings):
-        import clickhouse_connect  # heavy: only for the commands that use the store
-
+    def __init__(self, settings: Settings, busy_timeout_s: float = 10.0):
         self.dsn = dsn_of(settings)
         self.where = redacted(self.dsn)
         self.embedded = self.dsn.startswith("chdb:")
+        self.busy_timeout_s = busy_timeout_s
         if self.embedded:
             (settings.home / "store").mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        try:
-            self._client = clickhouse_connect.get_client(dsn=self.dsn)
-        except Exception as exc:  # the driver's errors differ by backend
-            text = str(exc)
-            if "Cannot lock file" in text:
-                raise StoreBusy(f"the embedded metrics store {self.where[len('chdb://'):]} is open in another "
-                                f"process (a running `dvp up` stack or dashboard); one process owns it at a "
-                                f"time") from None
-            raise StoreError(f"cannot reach the metrics store {self.where}: {text.splitlines()[0][:200]}") from None
+        self._client: Any = None
         for statement in DDL:
             self.command(statement)
 
-    def command(self, sql: str, parameters: dict | None = None) -> Any:
-        with self._lock:
+    def _connect(self) -> Any:
+        import clickhouse_connect  # heavy: only for the commands that use the store
+
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
             try:
-                return self._client.command(sql, parameters=parameters)
+                return clickhouse_connect.get_client(dsn=self.dsn)
+            except Exception as exc:  # the driver's errors differ by backend
+                text = str(exc)
+                if "Cannot lock file" not in text:
+                    raise StoreError(f"cannot reach the metrics store {self.where}: "
+                                     f"{text.splitlines()[0][:200]}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(f"the embedded metrics store {self.where[len('chdb://'):]} has been busy in "
+                                    f"another process for {self.busy_timeout_s:g} s") from None
+                time.sleep(0.05)
+
+    @contextmanager
+    def _session(self, what: str) -> Iterator[Any]:
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            try:
+                yield self._client
+            except StoreError:
+                raise
             except Exception as exc:
-                raise StoreError(f"the metrics store refused a statement: {str(exc).splitlines()[0][:200]}") from None
+                raise StoreError(f"the metrics store refused {what}: {str(exc).splitlines()[0][:200]}") from None
+            finally:
+                if self.embedded:  # let the other processes in
+                    self._client.close()
+                    self._client = None
+
+    def command(self, sql: str, parameters: dict | None = None) -> Any:
+        with self._session("a statement") as client:
+            return client.command(sql, parameters=parameters)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
-        if not rows:
-            return
-        with self._lock:
-            try:
-                self._client.insert(table, list(rows), column_names=list(columns))
-            except Exception as exc:
-                raise StoreError(f"cannot insert into {table}: {str(exc).splitlines()[0][:200]}") from None
+        if rows:
+            with self._session(f"rows for {table}") as client:
+                client.insert(table, list(rows), column_names=list(columns))
 
     def query(self, sql: str, parameters: dict | None = None):
         """A pandas DataFrame."""
-        with self._lock:
-            try:
-                return self._client.query_df(sql, parameters=parameters)
-            except Exception as exc:
-                raise StoreError(f"the metrics store refused a query: {str(exc).splitlines()[0][:200]}") from None
+        with self._session("a query") as client:
+            return client.query_df(sql, parameters=parameters)
 
     def close(self) -> None:
         with self._lock:
-            self._client.close()
+            if self._client is not None:
+                self._client.close()
+                self._client = None

@@ -20,7 +20,6 @@ from dvp.infra.processes import Service, ServiceDir, dvp_command, stop_processes
 LOCAL_PORT = 9092
 # Stop order: first what consumes, last the broker.
 STOP_ORDER = ("dashboard", "worker", "aggregator", "broker")
-DASHBOARD_PORT = 8501
 
 
 def up(settings: Settings, workers: int) -> list[Service]:
@@ -38,7 +37,7 @@ def up(settings: Settings, workers: int) -> list[Service]:
     wanted = {"worker": dvp_command("worker", "--processes", str(workers)),
               "aggregator": dvp_command("aggregator"),
               # It owns the embedded metrics store: it fills it (a sink) and shows it.
-              "dashboard": dvp_command("dashboard", "--port", str(DASHBOARD_PORT))}
+              "dashboard": dvp_command("dashboard")}
     for name, argv in wanted.items():
         running = services.get(name)
         if running is None or not running.alive:

@@ -75,12 +75,16 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
     from playwright.sync_api import sync_playwright
 
     port = free_port()
+    log = open(tmp_path / "dashboard.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "dvp", "dashboard", "--port", str(port)],
-                              env={**os.environ, **demo["env"]}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env={**os.environ, **demo["env"]}, stdout=log, stderr=subprocess.STDOUT)
     shots = tmp_path / "shots"
     shots.mkdir()
     try:
         wait_for(lambda: _listening(port), 60, "the dashboard to listen")
+        # Processes take turns with the embedded store: the terminal's figures meanwhile.
+        status = dvp("status", env=demo["env"])
+        assert status.returncode == 0 and demo["job"] in status.stdout, status.stdout + status.stderr
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             view = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -99,6 +103,7 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
     keep = os.environ.get("DVP_SCREENSHOTS")  # e.g. docs/, to refresh the README's pictures
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
@@ -107,3 +112,30 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_job_published_to_a_running_stack_shows_while_it_runs(broker_kind, settings, clips, tmp_path):
+    """`dvp up` (here on the test's broker) runs the dashboard, whose sink stores the
+    job's metrics while nobody looks; `dvp status` reads them meanwhile."""
+    if broker_kind != "tansu":
+        pytest.skip("the stack's dashboard is the same on every broker")
+    env = {**settings.to_env(), "DVP_HOME": str(tmp_path / "home"), "DVP_DASHBOARD_PORT": str(free_port())}
+    up = dvp("up", "--workers", "1", env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        publish = dvp("publish", str(clips["long"]), "--filter", "blur", "-q", env=env)
+        assert publish.returncode == 0, publish.stderr
+        job = publish.stdout.split()[-1]
+        states = []
+
+        def state() -> str | None:
+            lines = [line.split() for line in dvp("status", env=env).stdout.splitlines()]
+            states.extend(row[1] for row in lines if row and row[0] == job)
+            return "completed" if states and states[-1] == "completed" else None
+
+        wait_for(state, 120, f"job {job} to show as completed")
+        assert states[0] == "running", states  # seen while it ran
+        [row] = [line.split() for line in dvp("status", env=env).stdout.splitlines() if line.startswith(job)]
+        assert row[2] == "200"  # frames
+    finally:
+        dvp("down", env=env)
