@@ -36,7 +36,7 @@ class TransactionalLoop:
         self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         while not stop.is_set():
             if self.aborted:  # a refusal that lasts (a topic's limits) is not retried in a tight loop
-                stop.wait(min(0.1 * 2 ** self.aborted, MAX_BACKOFF_S))
+                stop.wait(min(0.1 * 2 ** min(self.aborted, 10), MAX_BACKOFF_S))
             self._transaction([m for m in self.consumer.consume(TRANSACTION_FRAMES, 0.2) if not m.error()])
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:

@@ -82,8 +82,10 @@ def _spec(text: str) -> FilterSpec:
 
 
 class FrameProcessor:
-    def __init__(self, names: Names, detector: FaceDetector, identity: WorkerIdentity, jpeg_quality: int):
+    def __init__(self, names: Names, detector: FaceDetector, identity: WorkerIdentity, jpeg_quality: int,
+                 results_topic: str | None = None):
         self.names = names
+        self.results_topic = results_topic or names.processed  # live frames go to names.live_out
         self.detector = detector
         self.identity = identity
         self.jpeg_quality = jpeg_quality
@@ -102,7 +104,7 @@ class FrameProcessor:
             return Outcome(self._failed(frame, reason), also=(self._dead_letter(record, reason),))
         self.processed += 1
         key = frame.job_id.encode()
-        return Outcome(Outgoing(self.names.processed, ASSEMBLY.encode(result), key),
+        return Outcome(Outgoing(self.results_topic, ASSEMBLY.encode(result), key),
                        also=(Outgoing(self.names.metrics, METRICS.encode(metrics), key),),
                        if_refused=functools.partial(self._failed, frame))
 
@@ -142,7 +144,7 @@ class FrameProcessor:
         boxes = [FaceBox(f.x, f.y, f.w, f.h, f.score) for f in faces]
         done = now_us()
         me = self.identity
-        result = ProcessedFrame(frame.job_id, frame.index, frame.pts, jpeg, boxes,
+        result = ProcessedFrame(frame.job_id, frame.index, frame.pts, jpeg, not strict, boxes,
                                 me.id, timings, frame.capture_ts_us, done)
         metrics = FrameMetrics(frame.job_id, frame.index, me.id, me.host, me.ip, me.pid,
                                partition, timings, len(faces), done)
@@ -150,7 +152,7 @@ class FrameProcessor:
 
     def _failed(self, frame: Frame, reason: str) -> Outgoing:
         failed = FrameFailed(frame.job_id, frame.index, self.identity.id, reason)
-        return Outgoing(self.names.processed, ASSEMBLY.encode(failed), frame.job_id.encode())
+        return Outgoing(self.results_topic, ASSEMBLY.encode(failed), frame.job_id.encode())
 
     def _dead_letter(self, record: Consumed, reason: str) -> Outgoing:
         """The original record set aside, with where it came from and why."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from dvp import kafka
 from dvp.config import Names, Settings
@@ -44,7 +44,13 @@ class Rows:
     skipped: int = 0
 
 
+_EARLIEST_US, _LATEST_US = 946_684_800_000_000, 4_102_444_800_000_000  # 2000 to 2100
+
+
 def _when(us: float) -> datetime:
+    """A time from a message; out of this century it is no frame's."""
+    if not _EARLIEST_US <= us < _LATEST_US:
+        raise MalformedRecord(f"a time out of range ({us} microseconds since 1970)")
     return datetime.fromtimestamp(us / 1e6, tz=UTC)
 
 
@@ -52,7 +58,7 @@ def _frame_row(m: FrameMetrics, r: Record) -> tuple:
     t = m.timings
     times = (t.queue_ms, t.decode_ms, t.detect_ms, t.filter_ms, t.encode_ms)
     if not (0 <= m.index < 2**63 and 0 <= m.pid < _UINT32 and 0 <= m.partition < _UINT32
-            and 0 <= m.faces < 2**16 and 0 < m.ts_us < 2**62 and all(math.isfinite(x) and x >= 0 for x in times)):
+            and 0 <= m.faces < 2**16 and all(math.isfinite(x) and 0 <= x < 1e9 for x in times)):
         raise MalformedRecord(f"frame metrics with impossible figures (job {m.job_id}, frame {m.index})")
     return (_when(m.ts_us), m.job_id, m.index, m.worker_id[:_TEXT], m.host[:_TEXT], m.ip[:_TEXT], m.pid,
             m.partition, *times, m.faces, r.partition, r.offset)
@@ -65,7 +71,7 @@ def _job_row(e: JobProgress | JobCompleted | JobFailed, r: Record) -> tuple:
             raise MalformedRecord(f"job progress with negative counts (job {e.job_id})")
         return (when, e.job_id, "progress", e.frames_written, e.frame_count, 0, 0.0, "", r.partition, r.offset)
     if isinstance(e, JobCompleted):
-        if e.frames < 0 or e.faces < 0 or not math.isfinite(e.duration_s) or not 0 < e.completed_ts_us < 2**62:
+        if e.frames < 0 or e.faces < 0 or not math.isfinite(e.duration_s):
             raise MalformedRecord(f"job completion with impossible figures (job {e.job_id})")
         return (_when(e.completed_ts_us), e.job_id, "completed", e.frames, e.frames, e.faces, e.duration_s, "",
                 r.partition, r.offset)
@@ -91,45 +97,89 @@ def rows_of(names: Names, records: Iterable[Record]) -> Rows:
 
 
 class MetricsSink:
-    """Consumes the metrics and jobs topics into the store, as member of the
-    sink group: several sinks share the partitions."""
+    """Consumes the metrics and jobs topics into the store: as a member of the
+    sink group (several sinks share the partitions), or with `from_now` on every
+    partition from its end, alone and committing nothing (`dvp run`'s own job)."""
 
-    def __init__(self, settings: Settings, store: Store, group: str | None = None):
+    def __init__(self, settings: Settings, store: Store, group: str | None = None, from_now: bool = False):
         self.settings = settings
         self.store = store
         self.topics = [settings.names.metrics, settings.names.jobs]
+        self.from_now = from_now
         self.consumer: Consumer = kafka.consumer(settings, **{
             "group.id": group or settings.names.sink, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "isolation.level": "read_committed", "session.timeout.ms": settings.session_timeout_ms})
-        self.consumer.subscribe(self.topics)
+        if from_now:
+            self.consumer.assign([TopicPartition(t, p, kafka.watermarks(self.consumer, t, p, 10)[1])
+                                  for t in self.topics for p in range(kafka.partition_count(settings, t))])
+        else:
+            self.consumer.subscribe(self.topics)
         self.stored = self.skipped = 0
         self._failures = 0
+        self._unstored = False  # records read but not yet in the store
 
     def step(self) -> int:
         """One batch: read, insert, commit. Returns the records read."""
         deadline = time.monotonic() + BATCH_S
         messages: list = []
         while len(messages) < BATCH_RECORDS and (left := deadline - time.monotonic()) > 0:
+            self._unstored = True
             messages += [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), left) if not m.error()]
         if not messages:
+            self._unstored = False
             return 0
         rows = rows_of(self.settings.names, (
             Record(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.value()) for m in messages))
         try:
-            self.store.insert(FRAMES_TABLE, FRAME_COLUMNS, rows.frames)
-            self.store.insert(JOBS_TABLE, JOB_COLUMNS, rows.jobs)
+            self._insert(rows)
         except StoreError as exc:  # keep the records: read them again after a pause
             self._failures += 1
             log.warning("%s; trying again", exc)
             self._rewind(messages)
-            time.sleep(min(0.5 * 2 ** self._failures, MAX_BACKOFF_S))
+            self._unstored = False
+            time.sleep(min(0.5 * 2 ** min(self._failures, 10), MAX_BACKOFF_S))
             return 0
         self._failures = 0
-        last = {(m.topic(), m.partition()): m.offset() + 1 for m in messages}
-        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in last.items()], asynchronous=False)
+        self._commit(messages)
+        self._unstored = False
         self.stored += len(rows.frames) + len(rows.jobs)
         self.skipped += rows.skipped
         return len(messages)
+
+    def _insert(self, rows: Rows) -> None:
+        """The batch; after refusals in a row, row by row, setting aside the rows the
+        store refuses, unless it refuses them all (then it is the store that is down)."""
+        batches = [(FRAMES_TABLE, FRAME_COLUMNS, rows.frames), (JOBS_TABLE, JOB_COLUMNS, rows.jobs)]
+        if self._failures < 3:
+            for table, columns, data in batches:
+                self.store.insert(table, columns, data)
+            return
+        refused: list[str] = []
+        total = len(rows.frames) + len(rows.jobs)
+        for table, columns, data in batches:
+            for row in data:
+                try:
+                    self.store.insert(table, columns, [row])
+                except StoreError as exc:
+                    refused.append(str(exc))
+        if total and len(refused) == total:
+            raise StoreError(refused[0])
+        for reason in refused:
+            log.warning("a row set aside: %s", reason)
+        rows.skipped += len(refused)
+
+    def _commit(self, messages: list) -> None:
+        if self.from_now:
+            return
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        last = {(m.topic(), m.partition()): m.offset() + 1 for m in messages}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in last.items() if (t, p) in assigned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # a rebalance: the next owner stores these rows again, idempotently
+            log.warning("offsets not committed: %s", exc.args[0].str())
 
     def _rewind(self, messages: list) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -141,18 +191,23 @@ class MetricsSink:
                 self.consumer.seek(TopicPartition(t, p, offset))
 
     def caught_up(self) -> bool:
-        """Whether this sink, the only one, has stored every record on the topics now.
+        """Whether this sink holds every partition and has stored every record on them now.
         Positions, not commits, are compared with the log's end: a transactional
         log ends in commit markers, which the consumer steps over but never delivers."""
-        assigned = self.consumer.assignment()
-        wanted = sum(len(self.consumer.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
-        if len(assigned) < wanted:
+        if self._unstored:
             return False
-        for tp in self.consumer.position(assigned):
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
-            if high > low and tp.offset < high:
+        try:
+            assigned = self.consumer.assignment()
+            wanted = sum(len(self.consumer.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
+            if len(assigned) < wanted:
                 return False
-        return True
+            for tp in self.consumer.position(assigned):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+                if high > low and tp.offset < high:
+                    return False
+        except KafkaException:
+            return False
+        return not self._unstored
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -167,22 +222,24 @@ class MetricsSink:
 class BackgroundSink:
     """A sink on a thread of this process: `dvp run` stores its job's metrics as
     it runs, and the dashboard fills the store it reads. An error stops the
-    sink, not the process, and is kept in `error`."""
+    sink, not the process, and is kept in `error`. With `from_now` (`dvp run`),
+    the sink reads from the topics' ends as they are when this returns."""
 
-    def __init__(self, settings: Settings, store: Store):
+    def __init__(self, settings: Settings, store: Store, from_now: bool = False):
         self.error: str | None = None
         self._stop = threading.Event()
-        self._sink: MetricsSink | None = None
         self._settings, self._store = settings, store
+        self._sink: MetricsSink | None = MetricsSink(settings, store, from_now=True) if from_now else None
         self._thread = threading.Thread(target=self._run, name="metrics-sink", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            while not self._reachable():  # a cluster that is gone (after `dvp run`): no client spinning
+            while self._sink is None and not self._reachable():  # a cluster that is gone: no client spinning
                 if self._stop.wait(5):
                     return
-            self._sink = MetricsSink(self._settings, self._store)
+            if self._sink is None:
+                self._sink = MetricsSink(self._settings, self._store)
             self._sink.run(self._stop)
         except Exception as exc:  # the rest of the process goes on
             log.exception("the metrics sink stopped")
@@ -206,6 +263,9 @@ class BackgroundSink:
             done = self._sink is not None and self._sink.caught_up()
             if not done:
                 time.sleep(0.2)
+        self.stop()
+        return done and not self._thread.is_alive()
+
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-        return done

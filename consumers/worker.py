@@ -17,6 +17,7 @@ from dvp.consumers.at_least_once import AtLeastOnceLoop
 from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.exactly_once import TransactionalLoop
 from dvp.consumers.frames import FrameProcessor, WorkerIdentity
+from dvp.consumers.live import LiveLoop
 from dvp.faces import FaceDetector
 
 log = logging.getLogger("dvp.worker")
@@ -78,9 +79,13 @@ def run_worker(settings: Settings) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    live = LiveLoop(settings, identity, stop)
+    live.start()
     try:
         loop.run(settings.names.frames, stop)
     finally:
+        stop.set()
+        live.join(timeout=15)
         consumer.close()  # commits what was stored, leaves the group at once
         attempts.close()
         detector.close()

@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     _own_flag(p, "stall_timeout_s")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("live", parents=[common], help="a camera through the pipeline, shown filtered as it comes")
+    p.add_argument("--camera", required=True, help="a device index (0), a stream URL, or a video file played "
+                                                   "at its own frame rate")
+    p.add_argument("--filter", default="blur", help="filter spec, e.g. blur or pixelate:blocks=8")
+    p.add_argument("--record", help="also write what is shown to this video file")
+    p.add_argument("--view", choices=("window", "mjpeg", "none"),
+                   help="a local window (default where a display exists), an MJPEG stream on 127.0.0.1 "
+                        "(default elsewhere), or nothing")
+    p.add_argument("--port", type=int, default=8090, help="port of the MJPEG stream (default 8090)")
+
     p = sub.add_parser("fetch", parents=[common], help="write a finished job's video, by job id")
     p.add_argument("job_id")
     p.add_argument("-o", "--output", required=True, help="where to write it")
@@ -152,6 +162,8 @@ def _dispatch(args) -> int:
         print("\n".join(summary.lines()))
     elif args.command == "publish":
         return _publish(settings, args)
+    elif args.command == "live":
+        return _live(settings, args)
     elif args.command == "fetch":
         from dvp.producers.history import fetch
         done = fetch(settings, args.job_id, Path(args.output).absolute())
@@ -219,6 +231,24 @@ def _dispatch(args) -> int:
         write_sample(args.output, seconds=args.seconds, width=size[0], height=size[1],
                      audio=not args.no_audio)
         print(args.output)
+    return 0
+
+
+def _live(settings: Settings, args) -> int:
+    import threading
+
+    from dvp.producers.live import default_view, run_live
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _quiet_ml_logs()
+    stats = run_live(settings, args.camera, args.filter, Path(args.record) if args.record else None,
+                     args.view or default_view(), _positive(args.port, "--port"), stop)
+    print("\n".join(stats.lines()))
+    if args.record:
+        print(f"recorded  {args.record}")
+    if stats.error is not None:
+        raise DvpError(stats.error)
     return 0
 
 

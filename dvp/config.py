@@ -71,6 +71,9 @@ class Names:
     watch: str           # the group name of job watchers (they commit nothing)
     replay: str          # the group name of the aggregator's replays (they commit nothing)
     sink: str            # the metrics sinks' consumer group
+    live: str            # live camera frames (`dvp live`), apart so that file jobs do not delay them
+    live_out: str        # live frames filtered, keyed by session, for their viewer
+    live_workers: str    # the workers' consumer group for live frames
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Names:
@@ -153,6 +156,10 @@ class Settings:
         None, "DVP_CLICKHOUSE_DSN",
         "the metrics store, a ClickHouse server, e.g. http://user:password@host:8123/db; "
         "unset: embedded chDB under HOME/store", str, check=_dsn)
+    live_deadline_ms: int = _setting(
+        150, "DVP_LIVE_DEADLINE_MS",
+        "`dvp live`: a frame not shown this long after its capture is skipped (workers drop it too)", int,
+        check=_between(10, 10_000))
     dashboard_port: int = _setting(
         8501, "DVP_DASHBOARD_PORT", "port of `dvp dashboard` (127.0.0.1 unless --address says otherwise)", int,
         flag="--port", check=_between(1, 65535))

@@ -16,6 +16,9 @@ from dvp.waiting import wait_until
 
 # librdkafka's own log lines go through Python logging (quiet unless -v).
 RDKAFKA_LOGS: dict[str, Any] = {"logger": logging.getLogger("dvp.rdkafka")}
+# Live frames are for now: sent at once, acknowledged by the leader alone, without the
+# idempotent producer's start-up handshake; a lost one is a skipped frame, no more.
+LIVE_PRODUCER: dict[str, Any] = {"linger.ms": 0, "enable.idempotence": False, "acks": 1}
 
 
 T = TypeVar("T")
@@ -70,6 +73,8 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         settings.names.metrics: 4,
         settings.names.deadletter: 1,
         settings.names.attempts: 4,
+        settings.names.live: 8,
+        settings.names.live_out: 4,
     }
 
 

@@ -59,6 +59,7 @@ class ProcessedFrame:
     index: int
     pts: int
     jpeg: bytes
+    filtered: bool
     faces: list[FaceBox]
     worker_id: str
     timings: StageTimings

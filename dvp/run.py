@@ -56,7 +56,7 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
         print(f"warning: this job's metrics are {stored}", file=sys.stderr)
     try:
         with Stack.running(settings, workers) as stack:
-            sink = BackgroundSink(stack.settings, store) if store is not None else None
+            sink = BackgroundSink(stack.settings, store, from_now=True) if store is not None else None
             watcher = JobWatcher(stack.settings)
             try:
                 published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy)
@@ -66,12 +66,14 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
                                         save_to=Path(output).absolute())
                 except DvpError as exc:
                     raise DvpError(f"{exc}; logs: {stack.keep_logs()}") from None
+                if store is not None and sink is not None:
+                    complete = sink.finish(timeout=30)
+                    stored = (f"stored in {store.where} (`dvp dashboard` shows them)" if complete
+                              else f"partly stored in {store.where}: {sink.error or 'the sink fell behind'}")
             finally:
                 watcher.close()
-            if store is not None and sink is not None:
-                complete = sink.finish(timeout=30)
-                stored = (f"stored in {store.where} (`dvp dashboard` shows them)" if complete
-                          else f"partly stored in {store.where}: {sink.error or 'the sink fell behind'}")
+                if sink is not None:
+                    sink.stop()  # already stopped, unless the job failed
     finally:
         if store is not None:
             store.close()

@@ -47,6 +47,14 @@ class AssemblyOptions:
 
 
 Outcome = JobCompleted | JobFailed
+MAX_FACES = 256  # faces one frame may carry: more is no detector's output
+_FAR = 1e6  # pixels: no frame is this large
+
+
+def _plausible(box: FaceBox) -> bool:
+    """Boxes come from a topic: finite ones with a size are used (filters clip them
+    to the picture; one larger than the picture blurs all of it, which leaks nothing)."""
+    return all(math.isfinite(v) and abs(v) < _FAR for v in (box.x, box.y, box.w, box.h)) and box.w > 0 and box.h > 0
 
 
 class JobAssembler:
@@ -127,20 +135,15 @@ class JobAssembler:
             self._early_bytes -= len(frame.jpeg)
             self._taken += 1
             self.faces += len(frame.faces)
-            if self._strict is None:
-                self._write(frame, None)
-                continue
-            faces = [Face(b.x, b.y, b.w, b.h, b.score) for b in frame.faces if self._plausible(b)]
-            for final, cover in self._strict.push(frame.index, frame, faces):
-                self._write(final, cover)
-
-    def _plausible(self, box: FaceBox) -> bool:
-        """Boxes come from a topic: only finite ones, with a size, on the frame and
-        not much larger than it, are used."""
-        width, height = self.start.width, self.start.height
-        return (all(map(math.isfinite, (box.x, box.y, box.w, box.h)))
-                and 0 < box.w <= 2 * width and 0 < box.h <= 2 * height
-                and box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0)
+            if len(frame.faces) > MAX_FACES:
+                raise ValueError(f"frame {frame.index}: {len(frame.faces)} faces, more than the {MAX_FACES} "
+                                 f"a frame may carry")
+            faces = [Face(b.x, b.y, b.w, b.h, b.score) for b in frame.faces if _plausible(b)]
+            if self._strict is not None:
+                for final, cover in self._strict.push(frame.index, frame, faces):
+                    self._write(final, cover)
+            else:  # a frame that comes unfiltered to a per-frame job is filtered here, never written as it is
+                self._write(frame, None if frame.filtered else faces)
 
     def _write(self, frame: ProcessedFrame, faces: list[Face] | None) -> None:
         """Encode the next frame; with `faces`, filter them first (strict mode)."""

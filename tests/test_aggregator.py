@@ -4,6 +4,7 @@ import random
 import time
 
 import cv2
+import numpy as np
 import pytest
 
 from dvp.errors import MalformedRecord
@@ -23,7 +24,7 @@ def job_records(clips):
     frames = read_video(clips["face"]).frames[:20]
     start = JobStart("job-1", "face.mp4", "blur", "per-frame", 480, 360, 25, 1, 1, 25, 20, False, 0)
     records = [start] + [
-        ProcessedFrame("job-1", i, i, cv2.imencode(".jpg", f)[1].tobytes(), [FaceBox(1.0, 1.0, 5.0, 5.0, 0.9)],
+        ProcessedFrame("job-1", i, i, cv2.imencode(".jpg", f)[1].tobytes(), True, [FaceBox(1.0, 1.0, 5.0, 5.0, 0.9)],
                        "w", T, 0, 0)
         for i, f in enumerate(frames)] + [JobEnd("job-1", 20, 0)]
     return [(offset, ASSEMBLY.encode(r)) for offset, r in enumerate(records)]
@@ -69,7 +70,7 @@ def test_frames_in_any_order_and_twice_give_each_frame_once(tmp_path, job_record
 
 
 def test_a_corrupt_frame_fails_the_job_and_leaves_no_files(tmp_path, job_records):
-    bad = ProcessedFrame("job-1", 0, 0, b"not a jpeg", [], "w", T, 0, 0)
+    bad = ProcessedFrame("job-1", 0, 0, b"not a jpeg", True, [], "w", T, 0, 0)
     events = feed(aggregator(tmp_path), [job_records[0], (1, ASSEMBLY.encode(bad))])
     assert isinstance(events[-1], JobFailed) and "JPEG" in events[-1].reason
     assert not list((tmp_path / "out").glob("*")) and not list((tmp_path / "work").glob("job-1.*"))
@@ -100,7 +101,7 @@ def test_an_outcome_lost_to_a_crash_is_announced_again_after_the_restart(tmp_pat
 
 
 def test_a_job_failed_by_an_error_stays_failed_after_a_restart(tmp_path, job_records):
-    bad = ProcessedFrame("job-1", 2, 2, b"not a jpeg", [], "w", T, 0, 0)
+    bad = ProcessedFrame("job-1", 2, 2, b"not a jpeg", True, [], "w", T, 0, 0)
     log = job_records[:3] + [(3, ASSEMBLY.encode(bad))] + [(o + 1, v) for o, v in job_records[3:]]
     first = aggregator(tmp_path, log)
     failed = feed(first, log[:4])[-1]
@@ -128,7 +129,7 @@ def test_frame_indices_outside_the_job_are_set_aside_and_the_job_goes_on(tmp_pat
     agg = aggregator(tmp_path)
     feed(agg, [start, end])
     for index in (-1, 20, 10**12):
-        stray = ProcessedFrame("job-1", index, index, b"x", [], "w", T, 0, 0)
+        stray = ProcessedFrame("job-1", index, index, b"x", True, [], "w", T, 0, 0)
         with pytest.raises(MalformedRecord, match="outside"):
             agg.handle(0, 99, ASSEMBLY.encode(stray))
     done = feed(agg, frames)[-1]
@@ -163,6 +164,14 @@ def test_a_job_whose_partition_moves_is_finished_by_the_new_owner_alone(tmp_path
     assert [read_stamp(f) for f in read_video(done.output).frames] == list(range(20))
 
 
+def filtered_in_the_box(out, clips) -> bool:
+    """Whether every output frame is changed inside FaceBox(200, 100, 80, 80)."""
+    source = read_video(clips["face"]).frames[:len(out)]
+    inside = (slice(110, 170), slice(210, 270))
+    return all(np.abs(o[inside].astype(int) - s[inside].astype(int)).mean() > 5
+               for o, s in zip(out, source, strict=True))
+
+
 def strict(records, filter_spec="blur", boxes=None):
     """The job's records as a --privacy strict job sends them: frames unfiltered,
     each with its faces (here `boxes`, as a hostile or broken worker might send)."""
@@ -177,16 +186,41 @@ def strict(records, filter_spec="blur", boxes=None):
     return out
 
 
-def test_a_strict_job_is_filtered_here_and_boxes_that_make_no_sense_are_ignored(tmp_path, job_records):
+def test_a_strict_job_is_filtered_here_and_boxes_that_make_no_sense_are_ignored(tmp_path, job_records, clips):
     nan, huge = float("nan"), 1e30
     bad = [FaceBox(nan, 1, 5, 5, 0.9), FaceBox(1, 1, huge, huge, 0.9), FaceBox(1, 1, -5, 5, 0.9),
            FaceBox(-huge, -huge, 10, 10, 0.9)]
-    done = feed(aggregator(tmp_path), strict(job_records, boxes=bad))[-1]
+    face = FaceBox(200.0, 100.0, 80.0, 80.0, 0.9)
+    done = feed(aggregator(tmp_path), strict(job_records, boxes=[*bad, face]))[-1]
     assert isinstance(done, JobCompleted) and done.frames == 20
-    assert [read_stamp(f) for f in read_video(done.output).frames] == list(range(20))
+    out = read_video(done.output).frames
+    assert [read_stamp(f) for f in out] == list(range(20))
+    assert filtered_in_the_box(out, clips)  # the one sensible box
 
 
 def test_a_strict_job_with_a_filter_that_does_not_exist_fails_with_the_reason(tmp_path, job_records):
     done = feed(aggregator(tmp_path), strict(job_records, filter_spec="no-such"))[-1]
     assert isinstance(done, JobFailed) and "unknown filter 'no-such'" in done.reason
     assert not list((tmp_path / "work").glob("job-1.*"))
+
+
+def unfiltered(records, boxes):
+    """Frames as a worker told (by a forged frame) that the job is strict sends them."""
+    out = []
+    for offset, value in records:
+        r = ASSEMBLY.decode(value)
+        if isinstance(r, ProcessedFrame):
+            r = dataclasses.replace(r, filtered=False, faces=boxes)
+        out.append((offset, ASSEMBLY.encode(r)))
+    return out
+
+
+def test_a_frame_that_comes_unfiltered_to_a_per_frame_job_is_filtered_here(tmp_path, job_records, clips):
+    done = feed(aggregator(tmp_path), unfiltered(job_records, [FaceBox(200.0, 100.0, 80.0, 80.0, 0.9)]))[-1]
+    assert isinstance(done, JobCompleted)
+    assert filtered_in_the_box(read_video(done.output).frames, clips)
+
+
+def test_a_frame_with_more_faces_than_any_detector_finds_fails_its_job(tmp_path, job_records):
+    done = feed(aggregator(tmp_path), strict(job_records, boxes=[FaceBox(1.0, 1.0, 5.0, 5.0, 0.9)] * 257))[-1]
+    assert isinstance(done, JobFailed) and "257 faces" in done.reason

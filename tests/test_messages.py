@@ -23,7 +23,7 @@ TIMINGS = StageTimings(1.0, 2.0, 3.0, 4.0, 5.0)
 
 @pytest.mark.parametrize("codec, msg", [
     (FRAMES, Frame("job-1", 3, 120, "blur", "per-frame", b"\xff\xd8jpeg", 1, 2)),
-    (ASSEMBLY, ProcessedFrame("job-1", 3, 120, b"jpeg", [FaceBox(1.0, 2.0, 3.0, 4.0, 0.5)], "w", TIMINGS, 1, 2)),
+    (ASSEMBLY, ProcessedFrame("job-1", 3, 120, b"jpeg", True, [FaceBox(1.0, 2.0, 3.0, 4.0, 0.5)], "w", TIMINGS, 1, 2)),
     (ASSEMBLY, JobStart("job-1", "in.mp4", "blur", "strict", 640, 480, 25, 1, 1, 12800, None, True, 5)),
     (JOBS, JobCompleted("job-1", "/out.mp4", 100, 90, 4.0, 123456, 1, "ab" * 32, 7)),
     (METRICS, FrameMetrics("job-1", 3, "w", "h", "127.0.0.1", 1, 2, TIMINGS, 1, 9)),

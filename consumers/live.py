@@ -1,0 +1,66 @@
+"""Live frames (`dvp live`) beside the file jobs: a thread of each worker with its
+own consumer, detector and producer, so that a long file job never holds a
+camera's frames back. Live frames are for now: a consumer joining starts at the
+end of the log, and a frame older than DVP_LIVE_DEADLINE_MS when its turn
+comes is dropped, since it would be shown too late."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity, send_outcome
+from dvp.errors import DvpError, MalformedRecord
+from dvp.faces import FaceDetector
+from dvp.messages import FRAMES, PER_FRAME, now_us
+
+log = logging.getLogger("dvp.worker")
+
+
+class LiveLoop(threading.Thread):
+    def __init__(self, settings: Settings, identity: WorkerIdentity, stop: threading.Event):
+        super().__init__(name="live", daemon=True)
+        self.settings, self.identity, self.stop = settings, identity, stop
+        self.processed = self.dropped = 0
+
+    def run(self) -> None:
+        s = self.settings
+        consumer = kafka.consumer(s, **{
+            "group.id": s.names.live_workers, "auto.offset.reset": "latest", "enable.auto.commit": True,
+            "session.timeout.ms": s.session_timeout_ms, "fetch.wait.max.ms": 5, "client.id": self.identity.id})
+        producer = kafka.ReliableProducer(s, **kafka.LIVE_PRODUCER)
+        detector = FaceDetector(s.min_confidence, s.detector_range, s.tile)
+        detector.detect(np.zeros((480, 640, 3), np.uint8))  # the first inference is slow: not on a live frame
+        processor = FrameProcessor(s.names, detector, self.identity, s.jpeg_quality, results_topic=s.names.live_out)
+        deadline_us = s.live_deadline_ms * 1000
+        consumer.subscribe([s.names.live], on_assign=lambda _c, parts: log.info(
+            "live partitions assigned: %s", sorted(tp.partition for tp in parts)))
+        try:
+            while not self.stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error():
+                    continue
+                record = Consumed(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+                try:
+                    frame = FRAMES.decode(msg.value())
+                except MalformedRecord:
+                    frame = None  # the processor sets it aside with the reason
+                if frame is not None and now_us() - frame.capture_ts_us > deadline_us:
+                    self.dropped += 1  # too late to be shown: its viewer has skipped it
+                    continue
+                if frame is not None and frame.privacy != PER_FRAME:  # no aggregator filters live frames
+                    outcome = processor.set_aside(record, "live frames are filtered per frame")
+                else:
+                    outcome = processor.process(record)
+                send_outcome(producer, outcome, None)
+                self.processed += 1
+        except DvpError as exc:  # the file jobs go on
+            log.error("live frames stopped: %s", exc)
+        finally:
+            producer.flush(5)
+            consumer.close()
+            detector.close()
+            log.info("live: %d frames processed, %d dropped past their deadline", self.processed, self.dropped)

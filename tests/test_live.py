@@ -1,0 +1,162 @@
+"""`dvp live`: a file played as a camera through a real worker, a worker slowed
+down on purpose, a camera that cannot be opened and one that stops mid-stream."""
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from dvp.infra.tansu import free_port
+from dvp.producers.mjpeg import MjpegServer
+from dvp.producers.playout import Playout
+from dvp.sample import astronaut_face, background, read_stamp
+from tests.helpers import dvp, read_video, wait_for
+
+DEADLINE_MS = 150
+
+
+def test_frames_leave_in_order_and_a_late_one_is_skipped_not_waited_for():
+    playout: Playout[str] = Playout(deadline_us=100)
+    for i in range(4):
+        playout.captured(i, 1000 + i * 10)
+    playout.arrived(1, "b")
+    playout.arrived(0, "a")
+    assert list(playout.due(1050)) == [(0, 1000, "a"), (1, 1010, "b")]  # 2 is not back, but not late yet
+    playout.arrived(3, "d")
+    assert list(playout.due(1125)) == [(2, 1020, None), (3, 1030, "d")]  # 2 is past its deadline
+    playout.arrived(2, "c")  # too late: its turn is gone
+    assert playout.late == 1 and list(playout.due(2000)) == [] and playout.waiting == 0
+
+
+def live(settings, *args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    return dvp("live", *args, env={**settings.to_env(), "DVP_LIVE_DEADLINE_MS": str(DEADLINE_MS), **(env or {})},
+               timeout=timeout)
+
+
+def figures(stdout: str) -> dict[str, float]:
+    found = dict(re.findall(r"^(captured|shown|skipped)\s+(\d+)", stdout, re.M))
+    found.update(re.search(r"p50 (?P<p50>\d+) ms, p95 (?P<p95>\d+) ms, p99 (?P<p99>\d+) ms", stdout).groupdict())
+    return {k: float(v) for k, v in found.items()}
+
+
+def live_ready(services) -> None:
+    def holding() -> bool:
+        text = "\n".join(p.read_text(errors="replace") for p in services.logs.glob("worker-*.log"))
+        return bool(re.search(r"live partitions assigned: \[\d", text))
+    wait_for(holding, 60, "a worker to take the live partitions")
+
+
+@pytest.mark.integration
+def test_a_file_played_as_a_camera_comes_back_filtered_in_order(broker_kind, settings, services, clips, tmp_path):
+    if broker_kind != "tansu":
+        pytest.skip("the live path is the same on every broker")
+    services.worker()
+    live_ready(services)
+    port = free_port()
+    seen: list[bytes] = []
+
+    def watch() -> None:  # what a browser on the MJPEG stream receives
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not seen:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as stream:
+                    seen.append(stream.read(60_000))
+            except OSError:
+                time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    record = tmp_path / "rec.mp4"
+    done = live(settings, "--camera", str(clips["face"]), "--record", str(record), "--view", "mjpeg",
+                "--port", str(port))
+    assert done.returncode == 0, done.stderr
+    shown = figures(done.stdout)
+    assert shown["captured"] == 75 and shown["shown"] + shown["skipped"] == 75
+    assert shown["shown"] >= 60  # an idle worker keeps up
+    assert shown["p99"] <= 2 * DEADLINE_MS  # a frame is shown by its deadline or not at all
+    watcher.join(timeout=10)
+    assert seen and b"Content-Type: image/jpeg" in seen[0] and b"\xff\xd8" in seen[0]
+    recorded = read_video(record).frames
+    assert len(recorded) == shown["shown"]
+    stamps = [read_stamp(f) for f in recorded]
+    assert stamps == sorted(set(stamps))  # in order, none twice
+    source = read_video(clips["face"]).frames
+    for frame, stamp in zip(recorded, stamps, strict=True):  # somewhere (the face) much changed: filtered
+        diff = np.abs(frame.astype(np.int16) - source[stamp]).mean(axis=2).astype(np.float32)
+        assert cv2.blur(diff, (24, 24)).max() > 15, f"frame {stamp} came back unfiltered"
+
+
+@pytest.mark.integration
+def test_a_slowed_worker_makes_frames_skip_never_lag(broker_kind, settings, services, clips, tmp_path):
+    if broker_kind != "tansu":
+        pytest.skip("the live path is the same on every broker")
+    worker = services.worker()
+    live_ready(services)
+    stop = threading.Event()
+
+    def slow_down() -> None:  # stopped 300 ms of every 500: the worker falls behind the camera
+        while not stop.is_set():
+            os.kill(worker.pid, signal.SIGSTOP)
+            time.sleep(0.3)
+            os.kill(worker.pid, signal.SIGCONT)
+            time.sleep(0.2)
+
+    slower = threading.Thread(target=slow_down, daemon=True)
+    slower.start()
+    try:
+        done = live(settings, "--camera", str(clips["long"]), "--record", str(tmp_path / "rec.mp4"),
+                    "--view", "none")
+    finally:
+        stop.set()
+        slower.join()
+        os.kill(worker.pid, signal.SIGCONT)
+    assert done.returncode == 0, done.stderr
+    shown = figures(done.stdout)
+    assert shown["captured"] == 200 and shown["shown"] + shown["skipped"] == 200
+    assert shown["skipped"] >= 40 and shown["shown"] >= 20
+    assert shown["p99"] <= 2 * DEADLINE_MS  # the delay does not grow with the backlog
+    stamps = [read_stamp(f) for f in read_video(tmp_path / "rec.mp4").frames]
+    assert stamps == sorted(set(stamps))
+
+
+def test_a_camera_that_cannot_be_opened_is_one_line(settings_offline):
+    for camera, message in [("9", "camera 9 cannot be opened"), ("/nonexistent.mp4", "no such file")]:
+        done = dvp("live", "--camera", camera, "--view", "none", env=settings_offline, timeout=60)
+        assert done.returncode == 1 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def settings_offline():
+    return {"DVP_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "DVP_CONNECT_TIMEOUT_S": "1"}
+
+
+@pytest.mark.integration
+def test_a_camera_that_stops_mid_stream_leaves_a_playable_recording(broker_kind, settings, services, tmp_path):
+    if broker_kind != "tansu":
+        pytest.skip("the live path is the same on every broker")
+    services.worker()
+    live_ready(services)
+    camera = MjpegServer("127.0.0.1", free_port())  # a network camera that goes away after 3 s
+    image = background(480, 360)
+    image[80:280, 140:340] = astronaut_face(200)
+
+    def film() -> None:
+        for i in range(75):
+            camera.show(cv2.imencode(".jpg", image)[1].tobytes() + bytes(i % 2))  # each frame a new object
+            time.sleep(0.04)
+        camera.close()
+
+    threading.Thread(target=film, daemon=True).start()
+    record = tmp_path / "rec.mp4"
+    done = live(settings, "--camera", camera.url, "--record", str(record), "--view", "none")
+    assert done.returncode == 1
+    expected = rf"dvp: error: camera {re.escape(camera.url)} stopped delivering frames after \d+\n"
+    assert re.fullmatch(expected, done.stderr), done.stderr
+    assert "shown" in done.stdout and len(read_video(record).frames) == figures(done.stdout)["shown"] > 0
+
