@@ -48,7 +48,7 @@ class AtLeastOnceLoop:
             self._drain()
 
     def _handle(self, msg) -> None:
-        record = Consumed(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+        record = Consumed.of(msg)
         outcome, careful = self.attempts.process(self.processor, record)
         self.tracker.started(record.topic, record.partition, record.offset)
         send_outcome(self.producer, outcome,

@@ -56,7 +56,7 @@ class TransactionalLoop:
         try:
             self.producer.begin()
             for m in batch:
-                record = Consumed(m.topic(), m.partition(), m.offset(), m.key(), m.value())
+                record = Consumed.of(m)
                 outcome, careful = self.attempts.process(self.processor, record)
                 send_outcome(self.producer, outcome, None)
                 done.append(m)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from confluent_kafka import Message
 
 from dvp.config import Names
 from dvp.errors import BrokerError, DvpError, MalformedRecord
@@ -45,6 +46,12 @@ class Consumed:
     offset: int
     key: bytes | None
     value: bytes | None
+
+    @staticmethod
+    def of(message: Message) -> Consumed:
+        """A message a consumer delivered (not an error: those have no offset)."""
+        return Consumed(message.topic() or "", message.partition() or 0, message.offset() or 0,
+                        message.key(), message.value())
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class LiveLoop(threading.Thread):
                 msg = consumer.poll(0.2)
                 if msg is None or msg.error():
                     continue
-                record = Consumed(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+                record = Consumed.of(msg)
                 try:
                     frame = FRAMES.decode(msg.value())
                 except MalformedRecord:
