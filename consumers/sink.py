@@ -117,16 +117,18 @@ class MetricsSink:
         self.stored = self.skipped = 0
         self._failures = 0
         self._unstored = False  # records read but not yet in the store
+        self._reading = threading.Lock()
 
     def step(self) -> int:
         """One batch: read, insert, commit. Returns the records read."""
         deadline = time.monotonic() + BATCH_S
         messages: list = []
         while len(messages) < BATCH_RECORDS and (left := deadline - time.monotonic()) > 0:
-            self._unstored = True
-            messages += [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), left) if not m.error()]
+            with self._reading:  # caught_up() sees positions and `_unstored` agree
+                got = [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), left) if not m.error()]
+                self._unstored = self._unstored or bool(got)
+            messages += got
         if not messages:
-            self._unstored = False
             return 0
         rows = rows_of(self.settings.names, (
             Record(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.value()) for m in messages))
@@ -194,8 +196,10 @@ class MetricsSink:
         """Whether this sink holds every partition and has stored every record on them now.
         Positions, not commits, are compared with the log's end: a transactional
         log ends in commit markers, which the consumer steps over but never delivers."""
-        if self._unstored:
-            return False
+        with self._reading:
+            return not self._unstored and self._at_end()
+
+    def _at_end(self) -> bool:
         try:
             assigned = self.consumer.assignment()
             wanted = sum(len(self.consumer.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
@@ -207,7 +211,7 @@ class MetricsSink:
                     return False
         except KafkaException:
             return False
-        return not self._unstored
+        return True
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -2,10 +2,12 @@
 metrics sink on a thread that fills it."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from dvp.config import Settings
 from dvp.consumers.sink import BackgroundSink
+from dvp.dashboard import queries
 from dvp.messages import valid_job_id
 from dvp.producers.history import fetch
 from dvp.store import Store
@@ -29,6 +31,10 @@ class Backend:
         local = self.settings.outputs / f"{job_id}.mp4"
         if local.is_file():
             return local
+        written = queries.output_paths(self.store, job_id, socket.gethostname())  # by `dvp run -o`
+        for path in map(Path, written):
+            if path.is_file():
+                return path
         cached = self.settings.home / "dashboard" / f"{job_id}.mp4"
         if not cached.is_file():
             cached.parent.mkdir(parents=True, exist_ok=True)

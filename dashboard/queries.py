@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dvp.store import FRAMES_TABLE, JOBS_TABLE, Store
+from dvp.store import FRAMES_TABLE, JOBS_TABLE, OUTPUTS_TABLE, Store
 
 STALE_S = 30  # a worker without a record for this long is shown as stale
 _TOTAL = "(decode_ms + detect_ms + filter_ms + encode_ms)"
@@ -110,3 +110,11 @@ def recent_partitions(store: Store, seconds: int = STALE_S) -> dict[str, set[int
         WHERE f.ts >= l.last - INTERVAL {int(seconds)} SECOND
         GROUP BY worker_id""")
     return {r.worker_id: {int(p) for p in r.partitions} for r in rows.itertuples()}
+
+
+def output_paths(store: Store, job_id: str, host: str) -> list[str]:
+    """Where `dvp run` on this host wrote the job's video."""
+    rows = store.query(f"""SELECT path FROM {OUTPUTS_TABLE} FINAL
+                           WHERE job_id = {{job:String}} AND host = {{host:String}}""",
+                       parameters={"job": job_id, "host": host})
+    return list(rows["path"])

@@ -1,6 +1,7 @@
 """`dvp run`: the main job in one command, leaving no process behind."""
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from dvp.infra.stack import Stack
 from dvp.media import VideoSource
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
-from dvp.store import Store, StoreError
+from dvp.store import OUTPUT_COLUMNS, OUTPUTS_TABLE, Store, StoreError
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
                 except DvpError as exc:
                     raise DvpError(f"{exc}; logs: {stack.keep_logs()}") from None
                 if store is not None and sink is not None:
+                    store.insert(OUTPUTS_TABLE, OUTPUT_COLUMNS,
+                                 [(done.job_id, socket.gethostname(), str(Path(output).absolute()))])
                     complete = sink.finish(timeout=30)
                     stored = (f"stored in {store.where} (`dvp dashboard` shows them)" if complete
                               else f"partly stored in {store.where}: {sink.error or 'the sink fell behind'}")

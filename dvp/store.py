@@ -26,12 +26,13 @@ class StoreBusy(StoreError):
     """The embedded store stayed open in another process for too long."""
 
 
-FRAMES_TABLE, JOBS_TABLE = "dvp_frames", "dvp_job_events"
+FRAMES_TABLE, JOBS_TABLE, OUTPUTS_TABLE = "dvp_frames", "dvp_job_events", "dvp_outputs"
 FRAME_COLUMNS = ("ts", "job_id", "frame_index", "worker_id", "host", "ip", "pid", "partition",
                  "queue_ms", "decode_ms", "detect_ms", "filter_ms", "encode_ms", "faces",
                  "src_partition", "src_offset")
 JOB_COLUMNS = ("ts", "job_id", "kind", "frames_written", "frame_count", "faces", "duration_s",
                "reason", "src_partition", "src_offset")
+OUTPUT_COLUMNS = ("job_id", "host", "path")
 
 DDL = (
     # One row per processed frame (a frame processed twice, after a worker died,
@@ -53,6 +54,9 @@ DDL = (
     ) ENGINE = ReplacingMergeTree
     PARTITION BY toYYYYMM(ts)
     ORDER BY (job_id, src_partition, src_offset)""",
+    # Where `dvp run` wrote a job's video: the dashboard plays it from there.
+    f"""CREATE TABLE IF NOT EXISTS {OUTPUTS_TABLE} (job_id String, host String, path String)
+    ENGINE = ReplacingMergeTree ORDER BY (job_id, host)""",
 )
 
 

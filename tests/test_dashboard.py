@@ -3,6 +3,7 @@ rendered by Streamlit (AppTest), then once in a real browser."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -97,6 +98,8 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
                 view.goto(base + query)
                 # Tables draw on a canvas; their cells are in the page, for screen readers.
                 view.get_by_text(expected).first.wait_for(state="attached", timeout=60_000)
+                if name == "job":  # the video `dvp run -o` wrote, in the page
+                    view.locator("video").first.wait_for(state="attached", timeout=30_000)
                 view.wait_for_timeout(1500)  # charts and tables finish drawing
                 view.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
             browser.close()
@@ -122,20 +125,22 @@ def test_a_job_published_to_a_running_stack_shows_while_it_runs(broker_kind, set
     env = {**settings.to_env(), "DVP_HOME": str(tmp_path / "home"), "DVP_DASHBOARD_PORT": str(free_port())}
     up = dvp("up", "--workers", "1", env=env)
     assert up.returncode == 0, up.stderr
+    [worker] = [int(line.split()[2]) for line in up.stdout.splitlines() if line.startswith("worker")]
     try:
-        publish = dvp("publish", str(clips["long"]), "--filter", "blur", "-q", env=env)
-        assert publish.returncode == 0, publish.stderr
-        job = publish.stdout.split()[-1]
-        states = []
-
-        def state() -> str | None:
-            lines = [line.split() for line in dvp("status", env=env).stdout.splitlines()]
-            states.extend(row[1] for row in lines if row and row[0] == job)
-            return "completed" if states and states[-1] == "completed" else None
-
-        wait_for(state, 120, f"job {job} to show as completed")
-        assert states[0] == "running", states  # seen while it ran
-        [row] = [line.split() for line in dvp("status", env=env).stdout.splitlines() if line.startswith(job)]
-        assert row[2] == "200"  # frames
+        os.kill(worker, signal.SIGSTOP)  # the job stays open until we have seen it running
+        try:
+            publish = dvp("publish", str(clips["long"]), "--filter", "blur", "-q", env=env)
+            assert publish.returncode == 0, publish.stderr
+            job = publish.stdout.split()[-1]
+            wait_for(lambda: state(env, job) == ("running", "0"), 60, f"job {job} to show as running")
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        wait_for(lambda: state(env, job) == ("completed", "200"), 120, f"job {job} to show as completed")
     finally:
         dvp("down", env=env)
+
+
+def state(env: dict, job: str) -> tuple[str, str] | None:
+    """The job's state and frames as `dvp status` prints them."""
+    rows = [line.split() for line in dvp("status", env=env).stdout.splitlines() if line.startswith(job + " ")]
+    return (rows[0][1], rows[0][2]) if rows else None

@@ -34,11 +34,16 @@ def wait_for_uncommitted(settings, topic, predicate, timeout):
         consumer.close()
 
 
-def test_worker_killed_mid_transaction_leaves_each_frame_once(broker_kind, settings, services, clips, tmp_path):
+@pytest.fixture
+def settings(broker_kind, settings, services):
+    """Exactly-once settings, for the test and its services."""
     if broker_kind == "tansu":
         pytest.skip("Tansu shows aborted records to read_committed readers: no exactly-once there")
-    settings = settings.replace(guarantee="exactly-once")
-    services.settings = settings
+    services.settings = settings.replace(guarantee="exactly-once")
+    return services.settings
+
+
+def test_worker_killed_mid_transaction_leaves_each_frame_once(settings, services, clips, tmp_path):
     victim = services.worker()
     services.worker()
     services.aggregator()
@@ -74,15 +79,11 @@ def assert_each_frame_once(settings, frames, wait_s=0):
 
 
 @pytest.mark.parametrize("frozen_s", [8, 14], ids=["past-session", "past-transaction-timeout"])
-def test_worker_frozen_inside_a_transaction_goes_on(broker_kind, settings, services, clips, frozen_s):
+def test_worker_frozen_inside_a_transaction_goes_on(settings, services, clips, frozen_s):
     """SIGSTOP inside a transaction, longer than the session (the group gives the
     worker's partitions away, so its commit is refused when it wakes), or longer than
     the transaction timeout (the broker aborts the transaction and fences the producer).
     The worker must abort, rejoin and go on, and every frame must still be there once."""
-    if broker_kind == "tansu":
-        pytest.skip("Tansu shows aborted records to read_committed readers: no exactly-once there")
-    settings = settings.replace(guarantee="exactly-once")
-    services.settings = settings
     victim = services.worker()
     services.worker()
     services.aggregator()
@@ -105,14 +106,10 @@ def test_worker_frozen_inside_a_transaction_goes_on(broker_kind, settings, servi
     assert_each_frame_once(settings, published.frames)
 
 
-def test_a_refused_metrics_record_aborts_its_transaction(broker_kind, settings, services, clips):
+def test_a_refused_metrics_record_aborts_its_transaction(settings, services, clips):
     """The broker refuses every metrics record (the topic's max.message.bytes is set
     below their size): no processed frame may count without its metrics. Once the
     topic accepts them again, every frame and its metrics are there once."""
-    if broker_kind == "tansu":
-        pytest.skip("Tansu shows aborted records to read_committed readers: no exactly-once there")
-    settings = settings.replace(guarantee="exactly-once")
-    services.settings = settings
     kafka.ensure_topics(settings)
     set_topic_config(settings, settings.names.metrics, "max.message.bytes", "100")
     worker = services.worker()
