@@ -37,7 +37,7 @@ class LiveLoop(threading.Thread):
         processor = FrameProcessor(s.names, detector, self.identity, s.jpeg_quality, results_topic=s.names.live_out)
         deadline_us = s.live_deadline_ms * 1000
         consumer.subscribe([s.names.live], on_assign=lambda _c, parts: log.info(
-            "live partitions assigned: %s", sorted(tp.partition for tp in parts)))
+            "live frames from partitions %s", sorted(tp.partition for tp in parts)))
         try:
             while not self.stop.is_set():
                 msg = consumer.poll(0.2)

@@ -307,7 +307,7 @@ def test_one_of_two_aggregators_killed(cluster_settings, cluster_services, basel
     def kill_the_assembling_one(fault: Fault):
         def assembling():
             return [i for i, home in enumerate(homes) if any((home / "aggregator").glob("*.video.mp4"))]
-        [owner] = wait_for(assembling, 60, "an aggregator to start writing")
+        [owner] = wait_for(assembling, 120, "an aggregator to start writing")
         os.kill(fault.aggregators[owner].pid, signal.SIGKILL)
         fault.aggregators[owner].wait()
         assert not (tmp_path / "out.mp4").exists()  # killed with the job open

@@ -48,7 +48,7 @@ def figures(stdout: str) -> dict[str, float]:
 def live_ready(services) -> None:
     def holding() -> bool:
         text = "\n".join(p.read_text(errors="replace") for p in services.logs.glob("worker-*.log"))
-        return bool(re.search(r"live partitions assigned: \[\d", text))
+        return bool(re.search(r"live frames from partitions \[\d", text))
     wait_for(holding, 60, "a worker to take the live partitions")
 
 
