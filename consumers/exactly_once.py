@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.frames import Consumed, FrameProcessor, log_assignment, send_outcome
 from dvp.errors import BrokerError
-from dvp.kafka import ReliableProducer
+from dvp.kafka import ReliableProducer, rewind
 
 log = logging.getLogger("dvp.worker")
 TRANSACTION_FRAMES = 16  # frames per transaction: well under a second of work
@@ -74,11 +74,11 @@ class TransactionalLoop:
             reason = str(exc)
         else:
             self.aborted = 0
-            self._rewind(batch[len(done):])
+            rewind(self.consumer, batch[len(done):])
             return
         self.aborted += 1
         self._abort(reason)
-        self._rewind(batch)
+        rewind(self.consumer, batch)
 
     def _abort(self, reason: str) -> None:
         log.warning("transaction aborted (%s); the batch is consumed again", reason)
@@ -93,13 +93,3 @@ class TransactionalLoop:
             log.warning("producer fenced (%s); a new one takes over", exc.args[0].str())
             self.producer = self.new_producer()
 
-    def _rewind(self, msgs: list) -> None:
-        """Consume these records again, from the first of each partition; a rebalance
-        may have taken partitions away meanwhile: their new owner reads them."""
-        first: dict[tuple[str, int], int] = {}
-        for m in msgs:
-            first.setdefault((m.topic(), m.partition()), m.offset())
-        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-        for (t, p), offset in first.items():
-            if (t, p) in assigned:
-                self.consumer.seek(TopicPartition(t, p, offset))

@@ -137,7 +137,7 @@ class MetricsSink:
         except StoreError as exc:  # keep the records: read them again after a pause
             self._failures += 1
             log.warning("%s; trying again", exc)
-            self._rewind(messages)
+            kafka.rewind(self.consumer, messages)
             self._unstored = False
             time.sleep(min(0.5 * 2 ** min(self._failures, 10), MAX_BACKOFF_S))
             return 0
@@ -182,15 +182,6 @@ class MetricsSink:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:  # a rebalance: the next owner stores these rows again, idempotently
             log.warning("offsets not committed: %s", exc.args[0].str())
-
-    def _rewind(self, messages: list) -> None:
-        first: dict[tuple[str, int], int] = {}
-        for m in messages:
-            first.setdefault((m.topic(), m.partition()), m.offset())
-        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-        for (t, p), offset in first.items():
-            if (t, p) in assigned:
-                self.consumer.seek(TopicPartition(t, p, offset))
 
     def caught_up(self) -> bool:
         """Whether this sink holds every partition and has stored every record on them now.

@@ -151,6 +151,18 @@ def diagnose(settings: Settings) -> list[str]:
     return problems
 
 
+def rewind(consumer: Consumer, messages: list) -> None:
+    """Consume these messages again, from the first of each partition; a rebalance
+    may have taken partitions away meanwhile: their new owner reads them."""
+    first: dict[tuple[str, int], int] = {}
+    for m in messages:
+        first.setdefault((m.topic(), m.partition()), m.offset())
+    assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    for (t, p), offset in first.items():
+        if (t, p) in assigned:
+            consumer.seek(TopicPartition(t, p, offset))
+
+
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition of a keyed record: murmur2, as Java clients, Faust (aiokafka)
     and our producers (murmur2_random) all place keys."""
