@@ -266,23 +266,30 @@ class ReliableProducer:
         self._producer.begin_transaction()
 
     def commit(self, offsets: list, group_metadata) -> None:
-        """Commit the records sent since begin() together with the consumer's offsets."""
-        self._producer.send_offsets_to_transaction(offsets, group_metadata, self.timeout)
-        self._producer.commit_transaction(self.timeout)
+        """Commit the records sent since begin() together with the consumer's offsets.
+        A retriable error is retried, as librdkafka asks: e.g. a process paused past
+        the call's timeout finds it expired the moment it resumes."""
+        self._retried(lambda t: self._producer.send_offsets_to_transaction(offsets, group_metadata, t))
+        self._retried(self._producer.commit_transaction)
 
     def abort(self) -> None:
         """Abort the open transaction. librdkafka first waits for the delivery reports
         of its records, which only polling serves: poll between short tries."""
+        self._retried(self._producer.abort_transaction)
+        self.errors.clear()  # refusals of aborted records: nothing of them counts
+
+    def _retried(self, call: Callable[[float], None]) -> None:
+        """A transactional call in short tries, polling between them, for up to the
+        connect timeout; its last retriable error, or any other, reaches the caller."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                self._producer.abort_transaction(1.0)
-                break
+                call(1.0)
+                return
             except KafkaException as exc:
                 if not exc.args[0].retriable() or time.monotonic() > deadline:
                     raise
                 self._producer.poll(0.1)
-        self.errors.clear()  # refusals of aborted records: nothing of them counts
 
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              partition: int | None = None, on_delivery: Delivered | None = None,
