@@ -1,5 +1,5 @@
 """The dashboard's pages (a Streamlit script; `dvp dashboard` serves it).
-Workers, Jobs and one Job, chosen in the sidebar or by `?page=…&job=…`."""
+Workers, Jobs, one Job and Live, chosen in the sidebar or by `?page=…&job=…`."""
 from __future__ import annotations
 
 import sys
@@ -14,7 +14,7 @@ from dvp.dashboard.backend import Backend, shared
 from dvp.dashboard.cluster import waiting_frames
 from dvp.errors import BrokerError, DvpError
 
-PAGES = ("Workers", "Jobs", "Job")
+PAGES = ("Workers", "Jobs", "Job", "Live")
 REFRESH_S = 2.0
 
 
@@ -131,6 +131,11 @@ def main() -> None:
     page = st.sidebar.radio("Page", PAGES, index=PAGES.index(asked) if asked in PAGES else 0)
     st.sidebar.caption(f"store: {b.store.where}")
     try:
+        if page == "Live":  # its video must not be cut by the refresh of the other pages
+            from dvp.dashboard.live_page import live_page  # aiortc: loaded when asked for
+
+            live_page(b.settings)
+            return
         {"Workers": workers_page, "Jobs": jobs_page, "Job": job_page}[page](b)
         refresh_while_running(b)
     except DvpError as exc:

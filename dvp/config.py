@@ -48,6 +48,15 @@ def _split(raw: str | tuple | list) -> tuple:
     return tuple(raw.split(",")) if isinstance(raw, str) else tuple(raw)
 
 
+def boolean(raw: str | bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = raw.strip().lower()
+    if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(raw)
+    return word in ("1", "true", "yes", "on")
+
+
 def _setting(default, env: str, help: str, parse: Callable[[Any], Any], *, flag: str | None = None,
              check: Callable[[Any], str | None] | None = None, choices: tuple[str, ...] | None = None):
     if choices is not None:
@@ -160,6 +169,10 @@ class Settings:
         150, "DVP_LIVE_DEADLINE_MS",
         "`dvp live`: a frame not shown this long after its capture is skipped (workers drop it too)", int,
         check=_between(10, 10_000))
+    webrtc_loopback: bool = _setting(
+        False, "DVP_WEBRTC_LOOPBACK",
+        "the Live page offers the browser only 127.0.0.1 to connect to: for a browser on this machine "
+        "where no other address exists (tests in a network namespace with only loopback)", boolean)
     dashboard_port: int = _setting(
         8501, "DVP_DASHBOARD_PORT", "port of `dvp dashboard` (127.0.0.1 unless --address says otherwise)", int,
         flag="--port", check=_between(1, 65535))

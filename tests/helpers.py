@@ -59,6 +59,19 @@ def write_clip(path, frames: list, fmt: str | None = None, options: dict | None 
             out.mux(sound.encode())
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright cannot download its own browser here
+
+
+def chromium() -> str:
+    """The browser for the UI tests; a test without it skips, or fails under CI."""
+    if not os.path.exists(CHROMIUM):
+        import pytest
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs it")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
 def dvp(*args, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     """Run the real CLI in a child process."""
     return subprocess.run([sys.executable, "-m", "dvp", *args], capture_output=True, text=True,

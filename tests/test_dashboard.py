@@ -11,10 +11,9 @@ import sys
 import pytest
 
 from dvp.infra.tansu import free_port
-from tests.helpers import dvp, wait_for
+from tests.helpers import chromium, dvp, wait_for
 
 pytestmark = pytest.mark.integration
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +68,7 @@ def test_an_empty_store_says_so(tmp_path):
 
 
 def test_every_page_in_a_real_browser(demo, tmp_path):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs it")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    browser_path = chromium()
     from playwright.sync_api import sync_playwright
 
     port = free_port()
@@ -87,7 +83,7 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
         status = dvp("status", env=demo["env"])
         assert status.returncode == 0 and demo["job"] in status.stdout, status.stdout + status.stderr
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
             view = browser.new_page(viewport={"width": 1400, "height": 900})
             base = f"http://127.0.0.1:{port}"
             for name, query, expected in [

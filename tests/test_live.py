@@ -1,12 +1,17 @@
 """`dvp live`: a file played as a camera through a real worker, a worker slowed
-down on purpose, a camera that cannot be opened and one that stops mid-stream."""
+down on purpose, a camera that cannot be opened and one that stops mid-stream;
+the dashboard's Live page in a real browser."""
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,7 +21,8 @@ from dvp.infra.tansu import free_port
 from dvp.producers.mjpeg import MjpegServer
 from dvp.producers.playout import Playout
 from dvp.sample import astronaut_face, background, read_stamp
-from tests.helpers import dvp, read_video, wait_for
+from tests.helpers import chromium, dvp, read_video, wait_for
+from tests.live_page import FakeCamera
 
 DEADLINE_MS = 150
 
@@ -160,3 +166,27 @@ def test_a_camera_that_stops_mid_stream_leaves_a_playable_recording(broker_kind,
     assert re.fullmatch(expected, done.stderr), done.stderr
     assert "shown" in done.stdout and len(read_video(record).frames) == figures(done.stdout)["shown"] > 0
 
+
+
+@pytest.mark.integration
+def test_the_live_page_sends_the_browsers_camera_back_filtered(tmp_path):
+    """The dashboard's Live page in real headless Chromium, its fake camera a face,
+    inside a network namespace with only loopback (tests/live_page.py)."""
+    chromium()
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -m tests.live_page "$1" 6 1 640 480',
+         sys.executable, str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["shown"] >= 30 and len(result["round_trips_ms"]) >= 20, result["shown"]
+    assert result["black"] == 0  # once the first filtered frame is back, never black again
+    camera = FakeCamera(640, 480)
+    assert len(result["snaps"]) >= 3
+    for snap in result["snaps"]:  # never the camera's own frame: the codec alone changes the face by < 20
+        assert camera.face_change(snap["path"], snap["index"]) > 30, f"frame {snap['index']} came back unfiltered"
+    in_python = re.search(r"captured\s+(\d+); shown\s+(\d+)", result["in_python"] or "")
+    assert in_python and int(in_python[2]) > 0, result["in_python"]  # the session's own figures, logged at STOP
+    keep = os.environ.get("DVP_SCREENSHOTS")  # e.g. docs/, to refresh the README's pictures
+    if keep:
+        shutil.copy(tmp_path / "live-page.png", keep)

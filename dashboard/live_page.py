@@ -1,0 +1,101 @@
+"""The Live page: the browser's own camera through the pipeline and back,
+filtered, over WebRTC (streamlit-webrtc, aiortc in this process).
+
+Each frame the browser sends is published on the live topic (live_session.py)
+and the browser is sent the newest filtered frame whose turn has come. Never
+the camera's own frame: until the first filtered frame is back, it gets black."""
+from __future__ import annotations
+
+import logging
+
+import av
+import cv2
+import numpy as np
+import streamlit as st
+from streamlit_webrtc import VideoProcessorBase, WebRtcMode, webrtc_streamer
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import DvpError
+from dvp.filters import parse_spec
+from dvp.messages import now_us
+from dvp.producers.live_session import LiveSession
+
+log = logging.getLogger("dvp.dashboard")
+# No STUN or TURN server: unset, streamlit-webrtc asks a public one, which hangs
+# where there is no internet. Browsers that reach the dashboard reach its host.
+RTC_CONFIGURATION: dict = {"iceServers": []}
+
+
+class BrowserCamera(VideoProcessorBase):
+    """streamlit-webrtc's video processor for one browser connection."""
+
+    def __init__(self, settings: Settings, filter_spec: str):
+        self.session = LiveSession(settings, filter_spec)
+        self.last: np.ndarray | None = None
+
+    def recv(self, frame: av.VideoFrame) -> av.VideoFrame:
+        image = frame.to_ndarray(format="bgr24")
+        self.session.send(image, now_us())
+        due = self.session.receive(0)
+        newest = next((i for i in reversed(range(len(due))) if due[i].image is not None), None)
+        for i, shown in enumerate(due):  # one frame goes out per frame in: older ones are skipped
+            self.session.counted(shown, on_screen=i == newest)
+        if newest is not None:
+            self.last = due[newest].image
+        if self.last is None:
+            out = np.zeros(image.shape, np.uint8)
+        elif self.last.shape != image.shape:  # the browser changed its resolution (bandwidth)
+            out = np.asarray(cv2.resize(self.last, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA),
+                             np.uint8)
+        else:
+            out = np.asarray(self.last, np.uint8)
+        return av.VideoFrame.from_ndarray(out, format="bgr24")
+
+    def on_ended(self) -> None:
+        self.session.close()
+        log.info("live page %s ended: %s", self.session.id, "; ".join(self.session.stats.lines()))
+
+
+def offer_loopback_only() -> None:
+    """aiortc offers 127.0.0.1 alone. aioice leaves loopback out of its host
+    candidates, so without this a browser on a machine with only loopback
+    (a test's network namespace) finds no way to connect."""
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+def live_page(settings: Settings) -> None:
+    st.header("Live")
+    st.caption("Your camera through the workers and back, filtered. Frames not back within "
+               f"{settings.live_deadline_ms} ms of their capture are skipped, so the view never lags more and more.")
+    spec = st.text_input("Filter", "blur", help="a filter spec as `dvp filters` lists them, e.g. pixelate:blocks=12")
+    try:
+        parse_spec(spec)
+        kafka.ensure_topics(settings)
+    except DvpError as exc:
+        st.error(str(exc))
+        return
+    if settings.webrtc_loopback:
+        offer_loopback_only()
+    ctx = webrtc_streamer(
+        key="live", mode=WebRtcMode.SENDRECV, rtc_configuration=RTC_CONFIGURATION,
+        media_stream_constraints={"video": True, "audio": False},
+        video_processor_factory=lambda: BrowserCamera(settings, spec),
+        # In step with the browser's frames: the asynchronous mode sends the camera's
+        # own frame until the first processed one is ready.
+        async_processing=False)
+    if ctx.video_processor is not None:
+        ctx.video_processor.session.set_filter(spec)
+        figures(ctx.video_processor)
+
+
+@st.fragment(run_every=1.0)
+def figures(camera: BrowserCamera) -> None:
+    s = camera.session.stats
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("frames sent", s.captured)
+    c2.metric("shown", s.shown)
+    c3.metric("skipped", s.skipped)
+    c4.metric("latency p50 / p95", f"{s.percentile(50):.0f} / {s.percentile(95):.0f} ms" if s.latencies_ms else "-")

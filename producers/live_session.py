@@ -1,0 +1,126 @@
+"""One camera's frames to the workers and back: published on the live topic as
+they are captured, read back filtered from the live output topic, and handed
+out in order, each at most DVP_LIVE_DEADLINE_MS after its capture (playout.py).
+The terminal (`dvp live`) and the browser (the dashboard's Live page) both
+drive one; what they show it on is theirs."""
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from confluent_kafka import TopicPartition
+
+from dvp import kafka
+from dvp.config import Settings
+from dvp.errors import DvpError
+from dvp.filters import parse_spec
+from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, Frame, ProcessedFrame, now_us
+from dvp.producers.playout import Playout
+
+
+@dataclass
+class LiveStats:
+    captured: int = 0
+    shown: int = 0
+    skipped: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    error: str | None = None  # the camera failed mid-stream
+
+    def percentile(self, p: float) -> float:
+        return float(np.percentile(self.latencies_ms, p)) if self.latencies_ms else float("nan")
+
+    def lines(self) -> list[str]:
+        return [f"captured  {self.captured}", f"shown     {self.shown}", f"skipped   {self.skipped}",
+                f"latency   p50 {self.percentile(50):.0f} ms, p95 {self.percentile(95):.0f} ms, "
+                f"p99 {self.percentile(99):.0f} ms (capture to shown)"]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A frame whose turn has come: its image filtered, or None where it is skipped."""
+    index: int
+    captured_at_us: int
+    image: np.ndarray | None
+    jpeg: bytes
+
+
+class LiveSession:
+    def __init__(self, settings: Settings, filter_spec: str):
+        self.spec = str(parse_spec(filter_spec))  # refused before anything is sent
+        kafka.ensure_topics(settings)
+        self.settings = settings
+        self.id = f"live-{uuid.uuid4().hex[:8]}"
+        self._key = self.id.encode()
+        names = settings.names
+        self._reader = kafka.consumer(settings, **{"group.id": f"{names.live_out}-viewer",
+                                                   "enable.auto.commit": False, "fetch.wait.max.ms": 5})
+        out_partition = kafka.key_partition(self._key, kafka.partition_count(settings, names.live_out))
+        _low, high = kafka.watermarks(self._reader, names.live_out, out_partition, settings.connect_timeout_s)
+        self._reader.assign([TopicPartition(names.live_out, out_partition, high)])
+        self._partitions = kafka.partition_count(settings, names.live)
+        self._producer = kafka.ReliableProducer(settings, **kafka.LIVE_PRODUCER)
+        self._playout: Playout[ProcessedFrame] = Playout(settings.live_deadline_ms * 1000)
+        self._lock = threading.Lock()  # send() and receive() may run on different threads
+        self._next_index = 0
+        self.stats = LiveStats()
+
+    def send(self, image: np.ndarray, capture_ts_us: int) -> None:
+        jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])[1]
+        with self._lock:
+            index = self._next_index
+            self._next_index += 1
+            self._playout.captured(index, capture_ts_us)
+            self.stats.captured += 1
+        frame = Frame(self.id, index, index, self.spec, PER_FRAME, jpeg.tobytes(), capture_ts_us, now_us())
+        self._producer.send(self.settings.names.live, FRAMES.encode(frame), key=self._key,
+                            partition=index % self._partitions)
+
+    def set_filter(self, filter_spec: str) -> None:
+        """The filter of the frames sent from now on."""
+        self.spec = str(parse_spec(filter_spec))
+
+    def receive(self, timeout: float) -> list[Shown]:
+        """The frames whose turn has come, in order, after waiting up to `timeout`
+        seconds for the first record and taking what else has arrived."""
+        msg = self._reader.poll(timeout)
+        while msg is not None:
+            if not msg.error():
+                try:
+                    result = ASSEMBLY.decode(msg.value())
+                except DvpError:
+                    result = None
+                if isinstance(result, ProcessedFrame) and result.job_id == self.id and result.filtered:
+                    with self._lock:
+                        self._playout.arrived(result.index, result)
+            msg = self._reader.poll(0)
+        self._producer.poll(0)
+        with self._lock:
+            due = list(self._playout.due(now_us()))
+        shown = []
+        for index, captured_at, result in due:
+            jpeg = result.jpeg if result is not None else b""
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg else None
+            shown.append(Shown(index, captured_at, image, jpeg if image is not None else b""))
+        return shown
+
+    def counted(self, shown: Shown, on_screen: bool = True) -> None:
+        """Count a frame whose turn came: shown (its latency taken now) or skipped."""
+        if shown.image is not None and on_screen:
+            self.stats.shown += 1
+            self.stats.latencies_ms.append((now_us() - shown.captured_at_us) / 1000)
+        else:
+            self.stats.skipped += 1
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return self._playout.waiting
+
+    def close(self) -> None:
+        try:
+            self._reader.close()
+        finally:
+            self._producer.flush(5)
