@@ -46,6 +46,9 @@ class Camera:
             count += 1
             yield Captured(image, now_us())
 
+    def audio(self) -> bytes | None:
+        return None  # OpenCV reads pictures only
+
     def close(self) -> None:
         self._capture.release()
 
@@ -66,6 +69,10 @@ class FilePlayedLive:
             if wait > 0:
                 time.sleep(wait)
             yield Captured(frame.image, now_us())
+
+    def audio(self) -> bytes | None:
+        """The file's audio as far as it was played (Matroska), from its first picture on."""
+        return b"".join(self._source.audio_chunks(1 << 20)) or None
 
     def close(self) -> None:
         self._source.close()

@@ -5,12 +5,11 @@ before file jobs' frames, each on its own thread); the filtered frames come
 back on the live output topic and are shown in order, each at most
 DVP_LIVE_DEADLINE_MS after its capture (playout.py), in a window where a
 display exists, else as an MJPEG stream on 127.0.0.1; `record` writes what is
-shown to a video file."""
+shown to a video file (recording.py)."""
 from __future__ import annotations
 
 import os
 import threading
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -22,9 +21,7 @@ from dvp.filters import parse_spec
 from dvp.producers.camera import open_source
 from dvp.producers.live_session import LiveSession, LiveStats
 from dvp.producers.mjpeg import MjpegServer
-from dvp.streams.encode import VideoEncoder
-
-MS = Fraction(1, 1000)  # the recording's time base: capture times in milliseconds
+from dvp.producers.recording import Recording
 
 
 class _Window:
@@ -77,9 +74,7 @@ def run_live(settings: Settings, source: str, filter_spec: str, record: Path | N
 
     shown_on = (_Window(f"dvp live: {camera.name}") if view == "window"
                 else _Stream(port) if view == "mjpeg" else None)
-    recorder: VideoEncoder | None = None
-    first_capture: int | None = None
-    last_pts = -1
+    recording = Recording(record, camera.fps, settings) if record is not None else None
     thread = threading.Thread(target=capture, name="capture", daemon=True)
     thread.start()
     try:
@@ -90,24 +85,19 @@ def run_live(settings: Settings, source: str, filter_spec: str, record: Path | N
                     continue
                 if shown_on is not None:
                     shown_on.show(frame.image, frame.jpeg)
-                if record is not None:
-                    if recorder is None:
-                        first_capture = frame.captured_at_us
-                        recorder = VideoEncoder(record, frame.image.shape[1], frame.image.shape[0], camera.fps, MS,
-                                                settings.crf, settings.preset)
-                    pts = max(round((frame.captured_at_us - (first_capture or frame.captured_at_us)) / 1000),
-                              last_pts + 1)
-                    recorder.write(frame.image, pts)
-                    last_pts = pts
+                if recording is not None:
+                    recording.write(frame.image, frame.captured_at_us, session.first_capture_us or 0)
     finally:
         stop.set()
         thread.join(timeout=10)
-        if recorder is not None:
-            recorder.close()  # a recording cut short is still a playable file
-        if shown_on is not None:
-            shown_on.close()
-        session.close()
-        camera.close()
+        try:
+            if recording is not None:  # a recording cut short is still a playable file
+                recording.close(camera.audio())
+        finally:
+            if shown_on is not None:
+                shown_on.close()
+            session.close()
+            camera.close()
     return session.stats
 
 

@@ -65,6 +65,7 @@ class LiveSession:
         self._playout: Playout[ProcessedFrame] = Playout(settings.live_deadline_ms * 1000)
         self._lock = threading.Lock()  # send() and receive() may run on different threads
         self._next_index = 0
+        self.first_capture_us: int | None = None  # the session's time zero
         self.stats = LiveStats()
 
     def send(self, image: np.ndarray, capture_ts_us: int) -> None:
@@ -73,6 +74,8 @@ class LiveSession:
             index = self._next_index
             self._next_index += 1
             self._playout.captured(index, capture_ts_us)
+            if self.first_capture_us is None:
+                self.first_capture_us = capture_ts_us
             self.stats.captured += 1
         frame = Frame(self.id, index, index, self.spec, PER_FRAME, jpeg.tobytes(), capture_ts_us, now_us())
         self._producer.send(self.settings.names.live, FRAMES.encode(frame), key=self._key,

@@ -239,7 +239,7 @@ def main(out: Path, seconds: float, workers: int, camera: FakeCamera) -> None:
             url = f"http://127.0.0.1:{port}/?page=Live"
         wait(lambda: listening(port), 60, "the page's server")
         wait(lambda: workers == 0 or len(set(re.findall(
-            r"\[(\d+)\] INFO live frames from partitions \[\d", (logs / "worker.log").read_text(errors="replace")
+            r"\[(\d+)\].* live frames from partitions \[\d", (logs / "worker.log").read_text(errors="replace")
         ))) >= workers, 90, "the workers to take the live frames")
         events = in_browser(url, camera, y4m, seconds, out / "live-page.png")
     finally:

@@ -88,8 +88,11 @@ def test_a_file_played_as_a_camera_comes_back_filtered_in_order(broker_kind, set
     assert shown["p99"] <= 2 * DEADLINE_MS  # a frame is shown by its deadline or not at all
     watcher.join(timeout=10)
     assert seen and b"Content-Type: image/jpeg" in seen[0] and b"\xff\xd8" in seen[0]
-    recorded = read_video(record).frames
+    video = read_video(record)
+    recorded = video.frames
     assert len(recorded) == shown["shown"]
+    # The file's sound, from its start to where it was played (all of it, 3 s).
+    assert video.audio_codec == "aac" and abs(video.audio_duration - 3.0) < 0.1, video.audio_duration
     stamps = [read_stamp(f) for f in recorded]
     assert stamps == sorted(set(stamps))  # in order, none twice
     source = read_video(clips["face"]).frames

@@ -1,0 +1,49 @@
+"""`dvp live --record OUT`: the frames shown, written as they are shown at their
+capture times, and at the end the source's audio (a file played as a camera)
+muxed in beside them. OUT appears only when complete, and a session cut short
+still leaves a playable file."""
+from __future__ import annotations
+
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from dvp.config import Settings
+from dvp.streams.encode import VideoEncoder, mux_output
+
+MS = Fraction(1, 1000)  # the recording's time base: capture times in milliseconds
+
+
+class Recording:
+    def __init__(self, path: Path, fps: Fraction, settings: Settings):
+        self.path = path
+        self.fps = fps
+        self.settings = settings
+        self._video = path.with_name(f".{path.name}.video.mp4")
+        self._encoder: VideoEncoder | None = None
+        self._last_pts = -1
+
+    def write(self, image: np.ndarray, captured_at_us: int, session_start_us: int) -> None:
+        """A frame shown, at its time since the session's first capture (the audio's start too)."""
+        if self._encoder is None:
+            self._encoder = VideoEncoder(self._video, image.shape[1], image.shape[0], self.fps, MS,
+                                         self.settings.crf, self.settings.preset)
+        pts = max(round((captured_at_us - session_start_us) / 1000), self._last_pts + 1)
+        self._encoder.write(image, pts)
+        self._last_pts = pts
+
+    def close(self, audio: bytes | None) -> None:
+        """Finish the file, with `audio` (Matroska bytes, from the session's start) when given."""
+        if self._encoder is None:
+            return  # nothing was shown: no file
+        try:
+            self._encoder.close()
+            with tempfile.NamedTemporaryFile(suffix=".mka", dir=self.path.parent) as sound:
+                if audio:
+                    sound.write(audio)
+                    sound.flush()
+                mux_output(self._video, Path(sound.name) if audio else None, self.path)
+        finally:
+            self._video.unlink(missing_ok=True)
