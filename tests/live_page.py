@@ -189,7 +189,7 @@ def in_browser(url: str, camera: FakeCamera, y4m: Path, seconds: float, screensh
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--allow-loopback-in-peer-connection", "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={y4m}"])
-        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page = browser.new_page(viewport={"width": 1200, "height": 1120})
         page.add_init_script(TIMING_JS.replace("$BITS", str(CODE_BITS)).replace("$CELL", str(CODE_CELL))
                              .replace("$W", str(camera.width)).replace("$H", str(camera.height)))
         page.goto(url)
