@@ -1,60 +1,128 @@
-"""Throughput of the pipeline against a single-process reference, in one run.
+"""Whole commands timed from outside, in one run: `dvp run` (its defaults: a
+private embedded broker, workers, the aggregator, start-up included) against a
+single-process reference doing the same work with the same libraries and
+settings: PyAV decode, the pipeline's face detector configuration, blur,
+libx264 at the pipeline's CRF and preset. Rounds alternate the commands;
+figures are medians. Then where `dvp run`'s time goes before and after its
+frames are processed, from its own metrics in the store.
 
-    python bench/throughput.py [--seconds 20] [--size 720x528] [--workers 2]
-
-The reference decodes, detects (MediaPipe), blurs and encodes (H.264) in one
-process: the ceiling on this machine. The pipeline is `dvp run` on the same
-clip: embedded broker, N worker processes, the aggregator, start-up included.
+    python bench/throughput.py [--frames 100,800] [--size 768x576] [--workers 1,2] [--rounds 3]
+    python bench/throughput.py --reference IN OUT     # the reference alone
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from dvp.config import Settings
-from dvp.faces import FaceDetector
-from dvp.filters import parse_spec
-from dvp.media import VideoSource
-from dvp.run import run_job
-from dvp.sample import write_sample
-from dvp.streams.encode import VideoEncoder
+FPS = 25
 
 
-def reference(clip: Path, out: Path) -> tuple[int, float]:
-    began = time.perf_counter()
-    detector, blur = FaceDetector(), parse_spec("blur")
-    with VideoSource(str(clip)) as source:
-        info, encoder, n = source.info, None, 0
-        for frame in source.frames():
-            if encoder is None:
-                height, width = frame.image.shape[:2]
-                encoder = VideoEncoder(out, width, height, info.fps, info.time_base, 18, "veryfast")
-            encoder.write(blur.apply(frame.image, detector.detect(frame.image)), frame.pts)
-            n += 1
+def reference(src: str, out: str) -> None:
+    """The plain loop, one process, nothing of the pipeline's transport."""
+    import av
+
+    from dvp.config import Settings
+    from dvp.faces import FaceDetector
+    from dvp.filters import parse_spec
+    from dvp.streams.encode import VideoEncoder
+
+    s = Settings.load()
+    detector, blur = FaceDetector(s.min_confidence, s.detector_range, s.tile), parse_spec("blur")
+    with av.open(src) as container:
+        stream = container.streams.video[0]
+        encoder = VideoEncoder(Path(out), stream.width, stream.height, stream.average_rate, stream.time_base,
+                               s.crf, s.preset)
+        for frame in container.decode(stream):
+            image = frame.to_ndarray(format="bgr24")
+            encoder.write(blur.apply(image, detector.detect(image)), frame.pts)
         encoder.close()
-    return n, time.perf_counter() - began
+    detector.close()
+
+
+def timed(argv: list[str], env: dict | None = None) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(argv, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
+    return time.perf_counter() - began
+
+
+def timeline(home: Path, launched: float) -> dict[str, float]:
+    """Seconds from the command's launch to its job's milestones, from the store `dvp run` filled."""
+    from dvp.config import Settings
+    from dvp.store import Store
+
+    store = Store(Settings.load(environ={"DVP_HOME": str(home)}))
+    try:
+        row = store.query(
+            "SELECT toUnixTimestamp64Micro(min(ts)), toUnixTimestamp64Micro(max(ts)), "
+            "min(toUnixTimestamp64Micro(ts) - (queue_ms + decode_ms + detect_ms + filter_ms + encode_ms) * 1000) "
+            "FROM dvp_frames FINAL").result_rows[0]
+        done = store.query("SELECT toUnixTimestamp64Micro(max(ts)) FROM dvp_job_events FINAL "
+                           "WHERE kind = 'completed'").result_rows[0][0]
+    finally:
+        store.close()
+    first, last, published = (v / 1e6 - launched for v in row)
+    return {"first frame published": published, "first frame processed": first,
+            "last frame processed": last, "job completed": done / 1e6 - launched}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--size", default="720x528")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--frames", default="100,800")
+    parser.add_argument("--size", default="768x576")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--reference", nargs=2, metavar=("IN", "OUT"))
     args = parser.parse_args()
+    if args.reference:
+        reference(*args.reference)
+        return
+    from dvp.sample import write_sample
+
     width, height = map(int, args.size.split("x"))
+    workers = [int(w) for w in args.workers.split(",")]
+    print(f"| clip ({width}x{height}) | reference | " + " | ".join(f"dvp run, {w} worker{'s' * (w > 1)}"
+                                                          for w in workers) + " |")
+    print("|---|---|" + "---|" * len(workers))
+    timelines = []
     with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "clip.mp4"
-        write_sample(str(clip), seconds=args.seconds, width=width, height=height)
-        n, ref_s = reference(clip, Path(tmp) / "reference.mp4")
-        summary = run_job(Settings.load(), str(clip), str(Path(tmp) / "pipeline.mp4"),
-                          workers=args.workers, progress=False)
-    ref_fps, pipe_fps = n / ref_s, summary.frames / summary.wall_s
-    print(f"clip:      {n} frames, {width}x{height}")
-    print(f"reference: {ref_fps:6.1f} fps ({ref_s:.1f} s, one process)")
-    print(f"pipeline:  {pipe_fps:6.1f} fps ({summary.wall_s:.1f} s, {args.workers} workers, start-up included)")
-    print(f"ratio:     {pipe_fps / ref_fps:.2f}")
+        for frames in (int(f) for f in args.frames.split(",")):
+            clip = Path(tmp) / f"clip-{frames}.mp4"
+            write_sample(str(clip), seconds=frames / FPS, width=width, height=height, fps=FPS)
+            times: dict[str, list[float]] = {"reference": [], **{str(w): [] for w in workers}}
+            for r in range(args.rounds):
+                order = ["reference", *map(str, workers)]
+                for name in order if r % 2 == 0 else reversed(order):
+                    out = Path(tmp) / f"out-{name}.mp4"
+                    if name == "reference":
+                        times[name].append(timed([sys.executable, __file__, "--reference", str(clip), str(out)]))
+                        continue
+                    home = Path(tmp) / f"home-{frames}-{name}-{r}"
+                    launched = time.time()
+                    times[name].append(timed([sys.executable, "-m", "dvp", "run", str(clip), "-o", str(out),
+                                              "--workers", name, "--quiet"], {"DVP_HOME": str(home)}))
+                    timelines.append((frames, int(name), timeline(home, launched), times[name][-1]))
+            ref = statistics.median(times["reference"])
+            cells = [f"{statistics.median(times[str(w)]):.1f} s ({ref / statistics.median(times[str(w)]):.2f})"
+                     for w in workers]
+            print(f"| {frames} frames | {ref:.1f} s | " + " | ".join(cells) + " |", flush=True)
+    print("\n(ratio: the reference's time over dvp run's, higher is better; medians of "
+          f"{args.rounds} alternated rounds)\n")
+    print("| clip | workers | first frame published | first frame processed | last frame processed "
+          "| job completed | command exited |")
+    print("|---|---|---|---|---|---|---|")
+    for frames, w in sorted({(f, w) for f, w, _t, _e in timelines}):
+        runs = [(t, e) for f, ww, t, e in timelines if (f, ww) == (frames, w)]
+        med = {k: statistics.median(t[k] for t, _e in runs) for k in runs[0][0]}
+        print(f"| {frames} frames | {w} | " + " | ".join(f"{v:.1f} s" for v in med.values())
+              + f" | {statistics.median(e for _t, e in runs):.1f} s |")
 
 
 if __name__ == "__main__":

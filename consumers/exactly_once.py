@@ -67,7 +67,7 @@ class TransactionalLoop:
                                  self.consumer.consumer_group_metadata())
         except KafkaException as exc:
             err = exc.args[0]
-            if not (err.txn_requires_abort() or err.fatal() or err.retriable()):
+            if not (err.txn_requires_abort() or err.fatal()):
                 raise
             reason = err.str()
         except BrokerError as exc:  # a record of the batch was refused: none of it may count

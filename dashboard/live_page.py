@@ -36,8 +36,13 @@ class BrowserCamera(VideoProcessorBase):
 
     def recv(self, frame: av.VideoFrame) -> av.VideoFrame:
         image = frame.to_ndarray(format="bgr24")
-        self.session.send(image, now_us())
-        due = self.session.receive(0)
+        try:
+            self.session.send(image, now_us())
+            due = self.session.receive(0)
+            self.session.stats.error = None
+        except DvpError as exc:  # the page says it; the video goes on (black or the last filtered frame)
+            self.session.stats.error = str(exc)
+            due = []
         newest = next((i for i in reversed(range(len(due))) if due[i].image is not None), None)
         for i, shown in enumerate(due):  # one frame goes out per frame in: older ones are skipped
             self.session.counted(shown, on_screen=i == newest)
@@ -53,7 +58,11 @@ class BrowserCamera(VideoProcessorBase):
         return av.VideoFrame.from_ndarray(out, format="bgr24")
 
     def on_ended(self) -> None:
-        self.session.close()
+        """On aiortc's event loop (maybe twice): quick, and never raising into it."""
+        try:
+            self.session.close(flush_s=0.5)
+        except DvpError as exc:
+            log.warning("live page %s: %s", self.session.id, exc)
         log.info("live page %s ended: %s", self.session.id, "; ".join(self.session.stats.lines()))
 
 
@@ -70,13 +79,13 @@ def live_page(settings: Settings) -> None:
     st.header("Live")
     st.caption("Your camera through the workers and back, filtered. Frames not back within "
                f"{settings.live_deadline_ms} ms of their capture are skipped, so the view never lags more and more.")
-    spec = st.text_input("Filter", "blur", help="a filter spec as `dvp filters` lists them, e.g. pixelate:blocks=12")
+    asked = st.text_input("Filter", "blur", help="a filter spec as `dvp filters` lists them, e.g. pixelate:blocks=12")
     try:
-        parse_spec(spec)
-        kafka.ensure_topics(settings)
-    except DvpError as exc:
+        parse_spec(asked)
+        st.session_state["live_filter"] = asked
+    except DvpError as exc:  # said; a session running goes on with the filter it has
         st.error(str(exc))
-        return
+    spec = st.session_state.get("live_filter", "blur")
     if settings.webrtc_loopback:
         offer_loopback_only()
     ctx = webrtc_streamer(
@@ -89,11 +98,20 @@ def live_page(settings: Settings) -> None:
     if ctx.video_processor is not None:
         ctx.video_processor.session.set_filter(spec)
         figures(ctx.video_processor)
+    elif not ctx.state.playing:
+        try:  # before START: a cluster out of reach is said here, not as a dead video
+            if not st.session_state.get("live_topics"):
+                kafka.ensure_topics(settings)
+                st.session_state["live_topics"] = True
+        except DvpError as exc:
+            st.error(str(exc))
 
 
 @st.fragment(run_every=1.0)
 def figures(camera: BrowserCamera) -> None:
     s = camera.session.stats
+    if s.error:
+        st.error(s.error)
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("frames sent", s.captured)
     c2.metric("shown", s.shown)

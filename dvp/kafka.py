@@ -268,9 +268,18 @@ class ReliableProducer:
     def commit(self, offsets: list, group_metadata) -> None:
         """Commit the records sent since begin() together with the consumer's offsets.
         A retriable error is retried, as librdkafka asks: e.g. a process paused past
-        the call's timeout finds it expired the moment it resumes."""
-        self._retried(lambda t: self._producer.send_offsets_to_transaction(offsets, group_metadata, t))
-        self._retried(self._producer.commit_transaction)
+        the call's timeout finds it expired the moment it resumes. Offsets that
+        cannot be added make the transaction one to abort; a commit that cannot
+        finish cannot be aborted either (it goes on in the background): it is
+        retried for longer, and then reaches the caller as it is."""
+        try:
+            self._retried(lambda t: self._producer.send_offsets_to_transaction(offsets, group_metadata, t))
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not err.retriable():
+                raise
+            raise KafkaException(KafkaError(err.code(), err.str(), txn_requires_abort=True)) from None
+        self._retried(self._producer.commit_transaction, patience=2)
 
     def abort(self) -> None:
         """Abort the open transaction. librdkafka first waits for the delivery reports
@@ -278,10 +287,11 @@ class ReliableProducer:
         self._retried(self._producer.abort_transaction)
         self.errors.clear()  # refusals of aborted records: nothing of them counts
 
-    def _retried(self, call: Callable[[float], None]) -> None:
-        """A transactional call in short tries, polling between them, for up to the
-        connect timeout; its last retriable error, or any other, reaches the caller."""
-        deadline = time.monotonic() + self.timeout
+    def _retried(self, call: Callable[[float], None], patience: float = 1) -> None:
+        """A transactional call in short tries, polling between them, for up to
+        `patience` connect timeouts; its last retriable error, or any other, reaches
+        the caller."""
+        deadline = time.monotonic() + patience * self.timeout
         while True:
             try:
                 call(1.0)

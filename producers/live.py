@@ -92,7 +92,8 @@ def run_live(settings: Settings, source: str, filter_spec: str, record: Path | N
         thread.join(timeout=10)
         try:
             if recording is not None:  # a recording cut short is still a playable file
-                recording.close(camera.audio())
+                # The sound read so far, unless the capture thread still reads the file.
+                recording.close(camera.audio if not thread.is_alive() else lambda: None)
         finally:
             if shown_on is not None:
                 shown_on.close()

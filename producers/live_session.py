@@ -57,11 +57,16 @@ class LiveSession:
         names = settings.names
         self._reader = kafka.consumer(settings, **{"group.id": f"{names.live_out}-viewer",
                                                    "enable.auto.commit": False, "fetch.wait.max.ms": 5})
-        out_partition = kafka.key_partition(self._key, kafka.partition_count(settings, names.live_out))
-        _low, high = kafka.watermarks(self._reader, names.live_out, out_partition, settings.connect_timeout_s)
-        self._reader.assign([TopicPartition(names.live_out, out_partition, high)])
-        self._partitions = kafka.partition_count(settings, names.live)
+        try:
+            out_partition = kafka.key_partition(self._key, kafka.partition_count(settings, names.live_out))
+            _low, high = kafka.watermarks(self._reader, names.live_out, out_partition, settings.connect_timeout_s)
+            self._reader.assign([TopicPartition(names.live_out, out_partition, high)])
+            self._partitions = kafka.partition_count(settings, names.live)
+        except DvpError:
+            self._reader.close()
+            raise
         self._producer = kafka.ReliableProducer(settings, **kafka.LIVE_PRODUCER)
+        self._closed = False
         self._playout: Playout[ProcessedFrame] = Playout(settings.live_deadline_ms * 1000)
         self._lock = threading.Lock()  # send() and receive() may run on different threads
         self._next_index = 0
@@ -122,8 +127,12 @@ class LiveSession:
         with self._lock:
             return self._playout.waiting
 
-    def close(self) -> None:
+    def close(self, flush_s: float = 5) -> None:
+        """Once; frames still unsent after `flush_s` are lost (live frames are for now)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._reader.close()
         finally:
-            self._producer.flush(5)
+            self._producer.flush(flush_s)

@@ -5,12 +5,15 @@ still leaves a playable file."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from dvp.config import Settings
+from dvp.errors import DvpError
 from dvp.streams.encode import VideoEncoder, mux_output
 
 MS = Fraction(1, 1000)  # the recording's time base: capture times in milliseconds
@@ -34,16 +37,23 @@ class Recording:
         self._encoder.write(image, pts)
         self._last_pts = pts
 
-    def close(self, audio: bytes | None) -> None:
-        """Finish the file, with `audio` (Matroska bytes, from the session's start) when given."""
+    def close(self, audio: Callable[[], bytes | None]) -> None:
+        """Finish the file, with the sound `audio()` gives (Matroska bytes, from the
+        session's start), if any. Sound that cannot be added leaves the pictures
+        alone in the file, and says so."""
         if self._encoder is None:
             return  # nothing was shown: no file
         try:
             self._encoder.close()
-            with tempfile.NamedTemporaryFile(suffix=".mka", dir=self.path.parent) as sound:
-                if audio:
-                    sound.write(audio)
-                    sound.flush()
-                mux_output(self._video, Path(sound.name) if audio else None, self.path)
+            try:
+                with tempfile.NamedTemporaryFile(suffix=".mka", dir=self.path.parent) as sound:
+                    track = audio()
+                    if track:
+                        sound.write(track)
+                        sound.flush()
+                    mux_output(self._video, Path(sound.name) if track else None, self.path)
+            except (av.error.FFmpegError, DvpError) as exc:
+                mux_output(self._video, None, self.path)
+                raise DvpError(f"{self.path} was recorded without sound: {exc}") from None
         finally:
             self._video.unlink(missing_ok=True)

@@ -11,8 +11,8 @@ WORKERS 0 serves a page that sends each frame straight back (webrtc_echo.py).
 In the page, every frame the camera hands to WebRTC and every frame the page
 shows back is timed (requestVideoFrameCallback) and its number read from its
 cells; a frame's round trip is the time from one to the other. Prints one JSON
-line: round trips, frames shown, black frames, a few frames shown (PNG files in
-OUT, to compare with the camera's), the browser's WebRTC statistics and the
+line: round trips, frames shown, black frames, frames shown (JPEG files in OUT, to
+compare with the camera's), the browser's WebRTC statistics and the
 dashboard's own figures for the session."""
 from __future__ import annotations
 
@@ -69,11 +69,11 @@ class FakeCamera:
                 frame.pts, frame.time_base = i, Fraction(1, FPS)
                 out.mux(stream.encode(frame))
 
-    def face_change(self, shown_png: str, index: int) -> float:
+    def face_change(self, shown_image: str, index: int) -> float:
         """How much the face region of a frame shown differs from the camera's
         frame where it differs most: the mean absolute difference over 24x24
         pixels, 0-255. The codec alone changes it by under 20; a blur by about 40."""
-        shown = cv2.resize(cv2.imread(shown_png, cv2.IMREAD_COLOR), (self.width, self.height))
+        shown = cv2.resize(cv2.imread(shown_image, cv2.IMREAD_COLOR), (self.width, self.height))
         left, top, size = self.face
         region = (slice(top, top + size), slice(left, left + size))
         diff = np.abs(shown[region].astype(np.int16) - self.frame(index)[region]).mean(axis=2).astype(np.float32)
@@ -82,12 +82,12 @@ class FakeCamera:
 
 # Runs in every frame of the page. The camera's stream, as getUserMedia hands it
 # to the component, is also played in a hidden <video>; every video element's
-# frames are timed and their numbers read; a few frames shown are kept as PNG;
+# frames are timed and their numbers read; frames shown are kept as JPEG;
 # the peer connections are kept for their statistics.
 TIMING_JS = """
 (() => {
   const BITS = $BITS, CELL = $CELL, W = $W, H = $H;
-  const events = window.__dvp = {sent: [], shown: [], snaps: []};
+  const events = window.__dvp = {sent: [], shown: [], snaps: [], back: 0};
   const canvas = document.createElement('canvas');
   canvas.width = W; canvas.height = H;
   const ctx = canvas.getContext('2d', {willReadFrequently: true});
@@ -107,8 +107,9 @@ TIMING_JS = """
       if (video.videoWidth > 0) {  // WebRTC may send it smaller: drawn at W x H
         const code = read(video);
         into.push([code, now]);
-        if (snaps && code > 0 && into.length % 15 === 0 && events.snaps.length < 12)
-          events.snaps.push([code, canvas.toDataURL('image/png')]);
+        // Every one of the first frames back (a leak at the start is the likely one), then every 15th.
+        if (snaps && code > 0 && (++events.back <= 20 || events.back % 15 === 0) && events.snaps.length < 40)
+          events.snaps.push([code, canvas.toDataURL('image/jpeg', 0.95)]);
       }
       video.requestVideoFrameCallback(each);
     };
@@ -246,7 +247,7 @@ def main(out: Path, seconds: float, workers: int, camera: FakeCamera) -> None:
         stop_processes([p.pid for p in reversed(procs)], 10)
     snaps = []
     for code, url in events["snaps"]:
-        path = out / f"shown-{code - 1}.png"
+        path = out / f"shown-{len(snaps)}-{code - 1}.jpg"
         path.write_bytes(base64.b64decode(url.split(",", 1)[1]))
         snaps.append({"index": code - 1, "path": str(path)})
     ended = re.findall(r"live page \S+ ended: .*", (logs / "dashboard.log").read_text(errors="replace")

@@ -176,6 +176,8 @@ def test_the_live_page_sends_the_browsers_camera_back_filtered(tmp_path):
     """The dashboard's Live page in real headless Chromium, its fake camera a face,
     inside a network namespace with only loopback (tests/live_page.py)."""
     chromium()
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace of its own (unshare -n) needs root")
     done = subprocess.run(
         ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -m tests.live_page "$1" 6 1 640 480',
          sys.executable, str(tmp_path)],
@@ -185,7 +187,7 @@ def test_the_live_page_sends_the_browsers_camera_back_filtered(tmp_path):
     assert result["shown"] >= 30 and len(result["round_trips_ms"]) >= 20, result["shown"]
     assert result["black"] == 0  # once the first filtered frame is back, never black again
     camera = FakeCamera(640, 480)
-    assert len(result["snaps"]) >= 3
+    assert len(result["snaps"]) >= 20  # the first 20 frames back, then every 15th
     for snap in result["snaps"]:  # never the camera's own frame: the codec alone changes the face by < 20
         assert camera.face_change(snap["path"], snap["index"]) > 30, f"frame {snap['index']} came back unfiltered"
     in_python = re.search(r"captured\s+(\d+); shown\s+(\d+)", result["in_python"] or "")

@@ -8,6 +8,7 @@ import base64
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,16 @@ class KafkaCluster:
     def format(self) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         for node in self.nodes:
-            done = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                             "-c", str(self._properties(node)), "--ignore-formatted"),
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                raise DvpError(f"cannot format Kafka node {node.node_id}: {done.stdout.strip()[-300:]}")
+            argv = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+                              "-c", str(self._properties(node)), "--ignore-formatted")
+            for _attempt in range(2):  # once seen failing for no reason it said, then fine again
+                done = subprocess.run(argv, capture_output=True, text=True)
+                if done.returncode == 0:
+                    break
+                time.sleep(1)
+            else:
+                raise DvpError(f"cannot format Kafka node {node.node_id} (exit {done.returncode}): "
+                               f"{(done.stdout + done.stderr).strip()[-600:]}")
 
     def start(self, timeout: float = 90.0) -> KafkaCluster:
         if not all((self.home / f"node-{n.node_id}" / "data" / "meta.properties").exists() for n in self.nodes):
