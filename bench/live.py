@@ -42,7 +42,7 @@ def terminal(seconds: float) -> None:
             write_sample(str(clip), seconds=seconds, width=width, height=height, fps=30, audio=False)
             write_sample(str(warm), seconds=3, width=width, height=height, fps=30, audio=False)
             for workers in WORKERS:
-                with Stack.running(settings, workers) as stack:
+                with Stack.running(settings, workers, live=True) as stack:
                     run_live(stack.settings, str(warm), "blur", None, "none", 0)  # the groups settle
                     s = run_live(stack.settings, str(clip), "blur", None, "none", 0)
                 print(f"| {width}x{height} | {workers} | {s.captured} | {s.shown} | {s.skipped} "

@@ -60,17 +60,17 @@ def timeline(home: Path, launched: float) -> dict[str, float]:
 
     store = Store(Settings.load(environ={"DVP_HOME": str(home)}))
     try:
-        row = store.query(
-            "SELECT toUnixTimestamp64Micro(min(ts)), toUnixTimestamp64Micro(max(ts)), "
+        frames = store.query(
+            "SELECT toUnixTimestamp64Micro(min(ts)) AS first, toUnixTimestamp64Micro(max(ts)) AS last, "
             "min(toUnixTimestamp64Micro(ts) - (queue_ms + decode_ms + detect_ms + filter_ms + encode_ms) * 1000) "
-            "FROM dvp_frames FINAL").result_rows[0]
-        done = store.query("SELECT toUnixTimestamp64Micro(max(ts)) FROM dvp_job_events FINAL "
-                           "WHERE kind = 'completed'").result_rows[0][0]
+            "AS published FROM dvp_frames FINAL").iloc[0]
+        done = store.query("SELECT toUnixTimestamp64Micro(max(ts)) AS done FROM dvp_job_events FINAL "
+                           "WHERE kind = 'completed'").iloc[0]["done"]
     finally:
         store.close()
-    first, last, published = (v / 1e6 - launched for v in row)
+    first, last, published = (float(frames[k]) / 1e6 - launched for k in ("first", "last", "published"))
     return {"first frame published": published, "first frame processed": first,
-            "last frame processed": last, "job completed": done / 1e6 - launched}
+            "last frame processed": last, "job completed": float(done) / 1e6 - launched}
 
 
 def main() -> None:

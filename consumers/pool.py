@@ -21,11 +21,11 @@ BACKOFF_S = (1, 2, 4, 8, 16, 30, 60)  # waits before restarting a process that k
 STEADY_S = 60  # a process that ran this long starts the back-off afresh when it dies
 
 
-def _child(settings: Settings, level: int, parent: int) -> None:
+def _child(settings: Settings, live: bool, level: int, parent: int) -> None:
     die_with_parent(parent)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s[%(process)d] %(message)s")
     try:
-        run_worker(settings)
+        run_worker(settings, live)
     except DvpError as exc:
         log.error("%s", exc)
         sys.exit(1)
@@ -41,12 +41,12 @@ class _Slot:
         self.restart_at = 0.0
 
 
-def run_pool(settings: Settings, processes: int) -> int:
+def run_pool(settings: Settings, processes: int, live: bool = True) -> int:
     if processes == 1:
-        run_worker(settings)
+        run_worker(settings, live)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    args = (settings, logging.getLogger().level, os.getpid())
+    args = (settings, live, logging.getLogger().level, os.getpid())
     slots = [_Slot() for _ in range(processes)]
     stopping = []
 

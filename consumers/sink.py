@@ -117,16 +117,15 @@ class MetricsSink:
         self.stored = self.skipped = 0
         self._failures = 0
         self._unstored = False  # records read but not yet in the store
-        self._reading = threading.Lock()
+        self._probe: Consumer | None = None  # asks where the logs end (caught_up)
 
-    def step(self) -> int:
-        """One batch: read, insert, commit. Returns the records read."""
-        deadline = time.monotonic() + BATCH_S
+    def step(self, wait_s: float = BATCH_S) -> int:
+        """One batch: read (for up to `wait_s`), insert, commit. Returns the records read."""
+        deadline = time.monotonic() + wait_s
         messages: list = []
         while len(messages) < BATCH_RECORDS and (left := deadline - time.monotonic()) > 0:
-            with self._reading:  # caught_up() sees positions and `_unstored` agree
-                got = [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), left) if not m.error()]
-                self._unstored = self._unstored or bool(got)
+            got = [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), left) if not m.error()]
+            self._unstored = self._unstored or bool(got)
             messages += got
         if not messages:
             return 0
@@ -184,20 +183,24 @@ class MetricsSink:
             log.warning("offsets not committed: %s", exc.args[0].str())
 
     def caught_up(self) -> bool:
-        """Whether this sink holds every partition and has stored every record on them now.
-        Positions, not commits, are compared with the log's end: a transactional
-        log ends in commit markers, which the consumer steps over but never delivers."""
-        with self._reading:
-            return not self._unstored and self._at_end()
+        """Whether this sink holds every partition and has stored every record on them
+        now; asked between steps, on the thread that runs them. Positions, not commits,
+        are compared with the log's end: a transactional log ends in commit markers,
+        which the consumer steps over but never delivers."""
+        return not self._unstored and self._at_end()
 
     def _at_end(self) -> bool:
+        # The log's ends are asked on a connection of their own: on the reading one a
+        # request waits behind the fetch the broker holds (fetch.wait.max.ms, 0.5 s each).
+        if self._probe is None:
+            self._probe = kafka.consumer(self.settings, **{"group.id": self.settings.names.sink})
         try:
             assigned = self.consumer.assignment()
-            wanted = sum(len(self.consumer.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
+            wanted = sum(len(self._probe.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
             if len(assigned) < wanted:
                 return False
             for tp in self.consumer.position(assigned):
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+                low, high = self._probe.get_watermark_offsets(tp, timeout=10)
                 if high > low and tp.offset < high:
                     return False
         except KafkaException:
@@ -210,6 +213,8 @@ class MetricsSink:
 
     def close(self) -> None:
         self.consumer.close()
+        if self._probe is not None:
+            self._probe.close()
         if self.stored or self.skipped:
             log.info("stored %d rows, skipped %d records", self.stored, self.skipped)
 
@@ -223,6 +228,8 @@ class BackgroundSink:
     def __init__(self, settings: Settings, store: Store, from_now: bool = False):
         self.error: str | None = None
         self._stop = threading.Event()
+        self._finishing = threading.Event()  # finish() asked: stop once caught up
+        self._caught_up = threading.Event()
         self._settings, self._store = settings, store
         self._sink: MetricsSink | None = MetricsSink(settings, store, from_now=True) if from_now else None
         self._thread = threading.Thread(target=self._run, name="metrics-sink", daemon=True)
@@ -235,7 +242,12 @@ class BackgroundSink:
                     return
             if self._sink is None:
                 self._sink = MetricsSink(self._settings, self._store)
-            self._sink.run(self._stop)
+            while not self._stop.is_set():
+                finishing = self._finishing.is_set()
+                self._sink.step(wait_s=0.1 if finishing else BATCH_S)
+                if finishing and self._sink.caught_up():
+                    self._caught_up.set()
+                    return
         except Exception as exc:  # the rest of the process goes on
             log.exception("the metrics sink stopped")
             self.error = str(exc) if isinstance(exc, DvpError) else f"{type(exc).__name__}: {exc}"
@@ -252,14 +264,10 @@ class BackgroundSink:
 
     def finish(self, timeout: float) -> bool:
         """Store what the topics hold now (up to `timeout`), then stop. Whether all was stored."""
-        deadline = time.monotonic() + timeout
-        done = False
-        while self.error is None and not done and time.monotonic() < deadline:
-            done = self._sink is not None and self._sink.caught_up()
-            if not done:
-                time.sleep(0.2)
+        self._finishing.set()
+        self._thread.join(timeout)
         self.stop()
-        return done and not self._thread.is_alive()
+        return self._caught_up.is_set() and self.error is None
 
     def stop(self) -> None:
         self._stop.set()

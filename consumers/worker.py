@@ -57,8 +57,9 @@ def _consumer(settings: Settings, worker_id: str, exactly_once: bool) -> Consume
         "client.id": worker_id})
 
 
-def run_worker(settings: Settings) -> None:
-    """One worker in this process, until SIGTERM or SIGINT."""
+def run_worker(settings: Settings, live: bool = True) -> None:
+    """One worker in this process, until SIGTERM or SIGINT; with `live`, it also
+    takes live camera frames on a thread of its own."""
     host, pid = socket.gethostname(), os.getpid()
     # The suffix tells apart two lives of a container, which keep its host name and often its pid.
     identity = WorkerIdentity(f"{host}-{pid}-{uuid.uuid4().hex[:4]}", host, _local_ip(settings.bootstrap), pid)
@@ -79,13 +80,15 @@ def run_worker(settings: Settings) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    live = LiveLoop(settings, identity, stop)
-    live.start()
+    live_loop = LiveLoop(settings, identity, stop) if live else None
+    if live_loop is not None:
+        live_loop.start()
     try:
         loop.run(settings.names.frames, stop)
     finally:
         stop.set()
-        live.join(timeout=15)
+        if live_loop is not None:
+            live_loop.join(timeout=15)
         consumer.close()  # commits what was stored, leaves the group at once
         attempts.close()
         detector.close()

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", parents=[common], help="run frame workers (a consumer group)")
     p.add_argument("--processes", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--no-live", action="store_true", help="leave live camera frames to other workers")
     _own_flag(p, "guarantee")
 
     sub.add_parser("aggregator", parents=[common], help="run the Faust aggregator that writes the videos")
@@ -171,7 +172,7 @@ def _dispatch(args) -> int:
     elif args.command == "worker":
         _quiet_ml_logs()
         from dvp.consumers.pool import run_pool
-        return run_pool(settings, _positive(args.processes, "--processes"))
+        return run_pool(settings, _positive(args.processes, "--processes"), live=not args.no_live)
     elif args.command == "aggregator":
         from dvp.streams.app import run_aggregator
         run_aggregator(settings, loglevel="info" if args.verbose else "warn")

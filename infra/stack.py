@@ -69,7 +69,8 @@ class Stack:
 
     @classmethod
     @contextmanager
-    def running(cls, settings: Settings, workers: int) -> Iterator[Stack]:
+    def running(cls, settings: Settings, workers: int, live: bool = False) -> Iterator[Stack]:
+        """`live`: the workers also take live camera frames (left to the cluster's own by default)."""
         home = Path(tempfile.mkdtemp(prefix="dvp-run-"))
         services = ServiceDir(home)
         procs: dict[str, list[subprocess.Popen]] = {}
@@ -81,8 +82,8 @@ class Stack:
                 settings = settings.replace(bootstrap_servers=f"127.0.0.1:{port}")
             kafka.ensure_topics(settings)
             env = settings.to_env()
-            procs["worker"] = [services.spawn(f"worker-{i}", dvp_command("worker"), env, with_parent=True)
-                               for i in range(workers)]
+            argv = dvp_command("worker", *([] if live else ["--no-live"]))
+            procs["worker"] = [services.spawn(f"worker-{i}", argv, env, with_parent=True) for i in range(workers)]
             procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator"), env, with_parent=True)]
             yield cls(settings, home, procs)
         finally:
