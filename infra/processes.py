@@ -114,7 +114,8 @@ def stop_processes(pids: list[int], grace: float) -> None:
         for pid in pids:
             if alive(pid):
                 signal_group(pid, signal.SIGKILL)
-        wait_until(lambda: not any(alive(pid) for pid in pids), grace, "processes survived SIGKILL", interval=0.1)
+        wait_until(lambda: not any(alive(pid) for pid in pids), max(grace, 10), "processes survived SIGKILL",
+                   interval=0.05)
 
 
 def signal_group(pid: int, sig: int) -> None:

@@ -21,7 +21,9 @@ class JobWatcher:
     def __init__(self, settings: Settings):
         self.settings = settings
         kafka.ensure_topics(settings)
-        self._consumer = kafka.consumer(settings, **{"group.id": settings.names.watch, "enable.auto.commit": False})
+        # A job's last records come in a burst: fetches not held long, so the end is seen soon.
+        self._consumer = kafka.consumer(settings, **{"group.id": settings.names.watch, "enable.auto.commit": False,
+                                                     "fetch.wait.max.ms": 50})
         here = []
         for topic in (settings.names.jobs, settings.names.results):
             for p in range(kafka.partition_count(settings, topic)):
