@@ -11,6 +11,7 @@ fails with the reason, and the frame goes to the dead letters."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -33,8 +34,9 @@ class Careful:
 
 
 class AttemptLog:
-    def __init__(self, settings: Settings, worker_id: str, retries: int):
+    def __init__(self, settings: Settings, worker_id: str, retries: int, stop: threading.Event):
         self.settings = settings
+        self.stop = stop
         self.topic = settings.names.attempts
         self.worker_id = worker_id
         self.retries = retries
@@ -89,7 +91,20 @@ class AttemptLog:
             self.owner[(said.topic, said.partition)] = (said.kind, said.worker_id)
 
     def claim(self, consumer: Consumer, partitions: list) -> None:
-        """Partitions assigned: take each, carefully where its last owner died."""
+        """Partitions assigned: take each, carefully where its last owner died.
+        Tried until it succeeds or the worker stops: while a broker is replaced the
+        attempts topic can be unreadable for a while, and a partition taken without
+        its past could crash-loop on a poison pill."""
+        while True:
+            try:
+                return self._take(consumer, partitions)
+            except BrokerError as exc:
+                if self.stop.is_set():
+                    raise
+                log.warning("cannot take partitions %s yet (%s); trying again",
+                            sorted(tp.partition for tp in partitions), exc)
+
+    def _take(self, consumer: Consumer, partitions: list) -> None:
         self._catch_up()
         for tp in partitions:
             kind, worker = self.owner.get((tp.topic, tp.partition), (RELEASE, ""))
@@ -103,7 +118,10 @@ class AttemptLog:
     def release(self, partitions: list) -> None:
         for tp in partitions:
             self.careful.pop((tp.topic, tp.partition), None)
-            self._say(RELEASE, tp.topic, tp.partition, -1)
+            try:
+                self._say(RELEASE, tp.topic, tp.partition, -1)
+            except BrokerError as exc:  # safe: its next owner takes it carefully
+                log.warning("%s[%d] let go without saying so (%s)", tp.topic, tp.partition, exc)
 
     def _is_careful(self, topic: str, partition: int, offset: int) -> bool:
         careful = self.careful.get((topic, partition))

@@ -68,7 +68,8 @@ def run_worker(settings: Settings, live: bool = True) -> None:
     consumer = _consumer(settings, identity.id, exactly_once)
     detector = FaceDetector(settings.min_confidence, settings.detector_range, settings.tile)
     processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
-    attempts = AttemptLog(settings, identity.id, settings.crash_retries)
+    stop = threading.Event()
+    attempts = AttemptLog(settings, identity.id, settings.crash_retries, stop)
     loop: TransactionalLoop | AtLeastOnceLoop
     if exactly_once:  # a fenced producer is replaced: the loop makes its own
         loop = TransactionalLoop(consumer, lambda: _producer(settings, identity.id, True), processor, attempts)
@@ -77,7 +78,6 @@ def run_worker(settings: Settings, live: bool = True) -> None:
     log.info("worker %s consuming %s (%s)", identity.id, settings.names.frames, settings.guarantee)
     # Until here a signal ends the process at once; from here on the loop
     # finishes its in-flight frames first.
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     live_loop = LiveLoop(settings, identity, stop) if live else None

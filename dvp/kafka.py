@@ -213,13 +213,15 @@ def partition_count(settings: Settings, topic: str) -> int:
 
 
 def watermarks(consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
-    """(low, high) offsets of a partition, retried while its leader settles."""
+    """(low, high) offsets of a partition, asked in short tries while its leader
+    settles: a request queued for a leader that died waits out its whole timeout,
+    and the next try goes to the new leader."""
     def offsets() -> tuple[int, int] | None:
         try:
-            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=min(timeout, 2.0))
         except KafkaException as exc:
             err = exc.args[0]
-            if not err.retriable() and err.code() != KafkaError.NOT_LEADER_FOR_PARTITION:
+            if not err.retriable() and err.code() not in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError._TIMED_OUT):
                 raise BrokerError(f"cannot read the offsets of {topic}[{partition}]: {err.str()}") from None
             return None
 

@@ -114,9 +114,24 @@ class Services:
     def stop(self) -> None:
         stop_processes([p.pid for p in self.procs], grace=20)
 
+    def exited(self) -> list[str]:
+        """The services that are no longer running, each with its log's last line."""
+        return [f"{log.stem} exited {p.returncode}: {last_line(log)}"
+                for p, log in zip(self.procs, sorted(self.logs.glob("*.log"), key=log_number), strict=True)
+                if p.poll() is not None]
+
     def log_text(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                          for p in sorted(self.logs.glob("*.log")))
+
+
+def log_number(log: Path) -> int:
+    return int(log.stem.rpartition("-")[2])
+
+
+def last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "(empty log)"
 
 
 def read_topic(settings: Settings, topic: str, timeout: float = 10) -> list:

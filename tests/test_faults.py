@@ -205,6 +205,7 @@ def test_broker_killed_mid_job(cluster, cluster_settings, cluster_services, base
                 cluster.start_node(victim, wait=False)
         cluster.wait_ready(timeout=120)  # whole again for the next test
     assert killed and processed_after(cluster_settings, fault.at_us) > 0  # it struck an open job
+    assert not cluster_services.exited()  # a broker's loss kills no worker or aggregator
     compare("the leader of the job's processed partition SIGKILLed (restarted 5 s later)", baseline,
             cluster_settings, done.output, wall, max_stall_s=45)
 
@@ -225,6 +226,7 @@ def test_broker_killed_for_good_on_the_clusters_own_replication(cluster, baselin
         try:
             _, done, wall, fault = run(settings, services, clips["long"], tmp_path / "out.mp4", kill_leader)
             topics = AdminClient({"bootstrap.servers": settings.bootstrap}).list_topics(timeout=10).topics
+            exited = services.exited()
         finally:
             for victim in killed:
                 cluster.start_node(victim, wait=False)
@@ -233,6 +235,7 @@ def test_broker_killed_for_good_on_the_clusters_own_replication(cluster, baselin
     assert len(ours) >= 7  # the pipeline's six and the aggregator's changelog
     assert {len(p.replicas) for t in ours.values() for p in t.partitions.values()} == {3}
     assert killed and processed_after(settings, fault.at_us) > 0
+    assert not exited
     compare("the leader of the job's processed partition SIGKILLed for good (replication: the cluster's)",
             baseline, settings, done.output, wall, max_stall_s=45)
 
