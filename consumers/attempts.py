@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from dvp import kafka
 from dvp.config import Settings
@@ -45,40 +45,48 @@ class AttemptLog:
         self.producer = kafka.ReliableProducer(settings)
         self.reader = kafka.consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False,
                                                   "enable.partition.eof": True})
-        parts = kafka.partition_count(settings, self.topic)
-        self.reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(parts)])
-        self.partitions = parts
+        self.partitions = kafka.partition_count(settings, self.topic)
+        self.read_to: dict[int, int] = {}  # partition: the next offset to read
         self.owner: dict[tuple[str, int], tuple[str, str]] = {}  # (topic, partition): (kind, worker) last said
         self.tries: Counter[tuple[str, int, int]] = Counter()  # (topic, partition, offset): attempts
         self.careful: dict[tuple[str, int], Careful] = {}
 
-    def _say(self, kind: str, topic: str, partition: int, offset: int) -> None:
-        record = FrameAttempt(topic, partition, offset, kind, self.worker_id, now_us())
-        self.producer.send(self.topic, ATTEMPTS.encode(record), key=f"{topic}:{partition}".encode())
+    def _say(self, kind: str, places: list[tuple[str, int, int]]) -> None:
+        """Put on record, and wait until it is: (topic, partition, offset) each."""
+        for topic, partition, offset in places:
+            record = FrameAttempt(topic, partition, offset, kind, self.worker_id, now_us())
+            self.producer.send(self.topic, ATTEMPTS.encode(record), key=f"{topic}:{partition}".encode())
         self.producer.flush(self.settings.connect_timeout_s)
 
     def _catch_up(self) -> None:
-        """Read what the attempts topic says, up to its end as it is now."""
+        """Read what the attempts topic says, up to its end as it is now. The reader
+        is assigned only meanwhile: a fetch held open on an idle partition would hold
+        up the next catch-up's offset requests on the same connection."""
         marks = {p: kafka.watermarks(self.reader, self.topic, p, self.settings.connect_timeout_s)
                  for p in range(self.partitions)}
         ends = {p: high for p, (_low, high) in marks.items()}
-        position = {tp.partition: tp.offset for tp in self.reader.position(
-            [TopicPartition(self.topic, p) for p in range(self.partitions)])}
-        # Before the first fetch a position is unknown (negative): count from the oldest record kept.
-        waiting = {p for p, (low, high) in marks.items() if max(position.get(p, low), low) < high}
-        while waiting:
-            msg = self.reader.poll(self.settings.connect_timeout_s)
-            if msg is None:
-                raise BrokerError(f"reading {self.topic} stalled")
-            offset, partition, err = msg.offset(), msg.partition(), msg.error()
-            if err is not None and err.code() == KafkaError._PARTITION_EOF:
-                waiting.discard(partition)
-                continue
-            if err is not None or offset is None or partition is None:
-                continue
-            self._learn(msg.value())
-            if offset + 1 >= ends[partition]:
-                waiting.discard(partition)
+        start = {p: max(self.read_to.get(p, low), low) for p, (low, _high) in marks.items()}
+        waiting = {p for p in marks if start[p] < ends[p]}
+        if not waiting:
+            return
+        self.reader.assign([TopicPartition(self.topic, p, start[p]) for p in waiting])
+        try:
+            while waiting:
+                msg = self.reader.poll(self.settings.connect_timeout_s)
+                if msg is None:
+                    raise BrokerError(f"reading {self.topic} stalled")
+                offset, partition, err = msg.offset(), msg.partition(), msg.error()
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    waiting.discard(partition)
+                    continue
+                if err is not None or offset is None or partition is None:
+                    continue
+                self._learn(msg.value())
+                self.read_to[partition] = offset + 1
+                if offset + 1 >= ends[partition]:
+                    waiting.discard(partition)
+        finally:
+            self.reader.unassign()
 
     def _learn(self, value: bytes | None) -> None:
         try:
@@ -113,15 +121,15 @@ class AttemptLog:
                 self.careful[(tp.topic, tp.partition)] = Careful(high)
                 log.warning("%s[%d]: its last worker (%s) died holding it; taken carefully up to offset %d",
                             tp.topic, tp.partition, worker, high)
-            self._say(CLAIM, tp.topic, tp.partition, -1)
+        self._say(CLAIM, [(tp.topic, tp.partition, -1) for tp in partitions])
 
     def release(self, partitions: list) -> None:
         for tp in partitions:
             self.careful.pop((tp.topic, tp.partition), None)
-            try:
-                self._say(RELEASE, tp.topic, tp.partition, -1)
-            except BrokerError as exc:  # safe: its next owner takes it carefully
-                log.warning("%s[%d] let go without saying so (%s)", tp.topic, tp.partition, exc)
+        try:
+            self._say(RELEASE, [(tp.topic, tp.partition, -1) for tp in partitions])
+        except BrokerError as exc:  # safe: their next owners take them carefully
+            log.warning("partitions %s let go without saying so (%s)", sorted(tp.partition for tp in partitions), exc)
 
     def _is_careful(self, topic: str, partition: int, offset: int) -> bool:
         careful = self.careful.get((topic, partition))
@@ -137,7 +145,7 @@ class AttemptLog:
         if careful:  # its partition's last worker died: maybe on this frame
             # Earlier attempts were all read at the claim: nobody else held the partition since.
             tried = self.tries[(record.topic, record.partition, record.offset)]
-            self._say(ATTEMPT, record.topic, record.partition, record.offset)
+            self._say(ATTEMPT, [(record.topic, record.partition, record.offset)])
             if tried >= self.retries:
                 return processor.set_aside(record, f"tried {tried + 1} times, and each time the worker "
                                                    f"processing it died; set aside (DVP_CRASH_RETRIES)"), True

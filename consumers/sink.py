@@ -24,6 +24,7 @@ from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Stor
 
 log = logging.getLogger("dvp.sink")
 BATCH_RECORDS, BATCH_S = 2000, 1.0  # a batch ends at this many records or after this long
+INTERRUPT_S = 0.1  # how soon a step notices it is interrupted
 MAX_BACKOFF_S = 30.0
 _UINT32, _TEXT = 2**32, 200
 
@@ -119,14 +120,18 @@ class MetricsSink:
         self._unstored = False  # records read but not yet in the store
         self._probe: Consumer | None = None  # asks where the logs end (caught_up)
 
-    def step(self, wait_s: float = BATCH_S) -> int:
-        """One batch: read (for up to `wait_s`), insert, commit. Returns the records read."""
+    def step(self, wait_s: float = BATCH_S, interrupt: threading.Event | None = None) -> int:
+        """One batch: read (for up to `wait_s`, or one read once `interrupt` is set),
+        insert, commit. Returns the records read."""
         deadline = time.monotonic() + wait_s
         messages: list = []
         while len(messages) < BATCH_RECORDS and (left := deadline - time.monotonic()) > 0:
-            got = [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), left) if not m.error()]
+            got = [m for m in self.consumer.consume(BATCH_RECORDS - len(messages), min(left, INTERRUPT_S))
+                   if not m.error()]
             self._unstored = self._unstored or bool(got)
             messages += got
+            if interrupt is not None and interrupt.is_set():
+                break
         if not messages:
             return 0
         rows = rows_of(self.settings.names, (
@@ -244,7 +249,7 @@ class BackgroundSink:
                 self._sink = MetricsSink(self._settings, self._store)
             while not self._stop.is_set():
                 finishing = self._finishing.is_set()
-                self._sink.step(wait_s=0.1 if finishing else BATCH_S)
+                self._sink.step(wait_s=INTERRUPT_S if finishing else BATCH_S, interrupt=self._finishing)
                 if finishing and self._sink.caught_up():
                     self._caught_up.set()
                     return

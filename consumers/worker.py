@@ -54,6 +54,7 @@ def _consumer(settings: Settings, worker_id: str, exactly_once: bool) -> Consume
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(settings.session_timeout_ms // 6, 500),
+        "fetch.wait.max.ms": kafka.FETCH_MAX_WAIT_MS,
         "client.id": worker_id})
 
 

@@ -13,6 +13,7 @@ too large costs a little picture, one too small leaks a face)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,27 +89,27 @@ class FaceDetector:
                  max_faces: int = 8):
         if detector_range not in RANGES:
             raise ValueError(f"detector range must be one of {', '.join(RANGES)}")
-        import mediapipe as mp  # heavy import, only where detection runs
-        self._mp = mp
-        detection = mp.solutions.face_detection.FaceDetection
-        self._short = detection(model_selection=0, min_detection_confidence=min_confidence) \
-            if detector_range in ("short", "both") else None
-        self._full = detection(model_selection=1, min_detection_confidence=min_confidence) \
-            if detector_range in ("full", "both") else None
+        # MediaPipe's import and models take a while, longer on a busy machine: they load
+        # on a thread while the caller goes on (a worker joins its group meanwhile), and
+        # the first detection waits for them.
+        loader = ThreadPoolExecutor(1, thread_name_prefix="face-models")
+        self._loading: Future[_Models] = loader.submit(_Models.load, detector_range, min_confidence)
+        loader.shutdown(wait=False)
         self._tile = tile
         self._mesh: Any = None  # the face-mesh model, loaded when a filter first needs landmarks
         self._max_faces = max_faces
         self._min_confidence = min_confidence
 
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
+        models = self._loading.result()
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         height, width = bgr.shape[:2]
         found = []
-        for model in (self._short, self._full):
+        for model in (models.short, models.full):
             if model is not None:
                 found += self._run(model, rgb, 0, 0)
-        for x, y, w, h in tiles(width, height, self._tile) if self._full is not None else ():
-            found += self._run(self._full, np.ascontiguousarray(rgb[y:y + h, x:x + w]), x, y)
+        for x, y, w, h in tiles(width, height, self._tile) if models.full is not None else ():
+            found += self._run(models.full, np.ascontiguousarray(rgb[y:y + h, x:x + w]), x, y)
         faces = merge(found)
         if landmarks and faces:
             faces = self._with_landmarks(rgb, faces)
@@ -130,7 +131,7 @@ class FaceDetector:
 
     def _with_landmarks(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
         if self._mesh is None:
-            self._mesh = self._mp.solutions.face_mesh.FaceMesh(
+            self._mesh = self._loading.result().mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=self._max_faces,
                 min_detection_confidence=self._min_confidence)
         height, width = rgb.shape[:2]
@@ -147,6 +148,24 @@ class FaceDetector:
         return out
 
     def close(self) -> None:
-        for model in (self._short, self._full, self._mesh):
+        models = self._loading.result()
+        for model in (models.short, models.full, self._mesh):
             if model is not None:
                 model.close()
+
+
+@dataclass(frozen=True)
+class _Models:
+    mp: Any  # the mediapipe module: a heavy import, only where detection runs
+    short: Any  # short-range detection (close-ups), or None
+    full: Any  # full-range detection, or None
+
+    @staticmethod
+    def load(detector_range: str, min_confidence: float) -> _Models:
+        import mediapipe as mp
+        detection = mp.solutions.face_detection.FaceDetection
+        return _Models(mp,
+                       detection(model_selection=0, min_detection_confidence=min_confidence)
+                       if detector_range in ("short", "both") else None,
+                       detection(model_selection=1, min_detection_confidence=min_confidence)
+                       if detector_range in ("full", "both") else None)

@@ -12,6 +12,7 @@ from dvp.consumers.sink import BackgroundSink
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.infra.stack import Stack
+from dvp.kafka import ReliableProducer
 from dvp.media import VideoSource
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
@@ -49,18 +50,20 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
             workers: int = 2, progress: bool = True, privacy: str | None = None) -> Summary:
     precheck(path, filter_spec, privacy)
     began = time.monotonic()
-    try:  # in the user's home, not the stack's: the dashboard shows the job afterwards
-        store: Store | None = Store(settings)
-    except StoreError as exc:
-        store = None
-        stored = f"not stored: {exc}"
-        print(f"warning: this job's metrics are {stored}", file=sys.stderr)
+    store: Store | None = None
     try:
         with Stack.running(settings, workers) as stack:
+            producer = ReliableProducer(stack.settings)  # made now: its producer id comes meanwhile
+            try:  # in the user's home, not the stack's: the dashboard shows the job afterwards
+                store = Store(settings)
+            except StoreError as exc:
+                stored = f"not stored: {exc}"
+                print(f"warning: this job's metrics are {stored}", file=sys.stderr)
             sink = BackgroundSink(stack.settings, store, from_now=True) if store is not None else None
             watcher = JobWatcher(stack.settings)
             try:
-                published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy)
+                published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy,
+                                    producer=producer)
                 try:
                     done = watcher.wait(published.start.job_id, published.frames, progress=progress,
                                         timeout=settings.stall_timeout_s, alive=stack.check_alive,

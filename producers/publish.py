@@ -37,21 +37,25 @@ def new_job_id(path: str) -> str:
 
 
 def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
-            progress: bool = True, privacy: str | None = None) -> Published:
+            progress: bool = True, privacy: str | None = None,
+            producer: kafka.ReliableProducer | None = None) -> Published:
     """Publish a video as a job; `job_id` must be new (default: one made from the file name);
-    `privacy`: strict or per-frame (default: what the filter suits, see `privacy_for`)."""
+    `privacy`: strict or per-frame (default: what the filter suits, see `privacy_for`);
+    `producer`: one made earlier, whose producer id is already known (see below)."""
     spec = parse_spec(filter_spec)  # refused here, before anything is sent
     privacy = privacy_for(spec, privacy)
     if job_id is not None:
         if not valid_job_id(job_id):
             raise DvpError(f"job id {job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
         check_unused(settings, job_id)
+    # First: an idempotent producer's first send waits for its producer id (half a
+    # second or more after it is made), which it asks for in the background meanwhile.
+    producer = producer or kafka.ReliableProducer(settings)
     with VideoSource(path) as source:
         frames = source.frames()
         first = next(frames, None)
         if first is None:
             raise InputError(f"{path}: has no video frames")
-        producer = kafka.ReliableProducer(settings)
         quality = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
         first_jpeg = _jpeg(first.image, quality)
         if len(first_jpeg) + 1024 > producer.max_bytes:
