@@ -73,6 +73,29 @@ def timeline(home: Path, launched: float) -> dict[str, float]:
             "last frame processed": last, "job completed": float(done) / 1e6 - launched}
 
 
+def worker_time(home: Path) -> list[dict[str, float]]:
+    """Each worker's milliseconds per frame by stage, from the store `dvp run` filled:
+    its time per frame is the span of its frames over their count (it had a backlog
+    all along); 'loop' is what the stages leave (Kafka, Avro, waiting)."""
+    from dvp.config import Settings
+    from dvp.store import Store
+
+    store = Store(Settings.load(environ={"DVP_HOME": str(home)}))
+    try:
+        rows = store.query(
+            "SELECT count() AS n, (toUnixTimestamp64Micro(max(ts)) - toUnixTimestamp64Micro(min(ts))) / 1000 AS span,"
+            " avg(decode_ms) AS decode, avg(detect_ms) AS detect, avg(filter_ms) AS filter,"
+            " avg(encode_ms) AS encode FROM dvp_frames FINAL GROUP BY worker_id")
+    finally:
+        store.close()
+    out = []
+    for _, r in rows.iterrows():
+        per_frame = float(r["span"]) / (int(r["n"]) - 1)
+        stages = {k: float(r[k]) for k in ("decode", "detect", "filter", "encode")}
+        out.append({**stages, "loop": per_frame - sum(stages.values()), "per_frame": per_frame})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", default="100,800")
@@ -91,7 +114,7 @@ def main() -> None:
     print(f"| clip ({width}x{height}) | reference | " + " | ".join(f"dvp run, {w} worker{'s' * (w > 1)}"
                                                           for w in workers) + " |")
     print("|---|---|" + "---|" * len(workers))
-    timelines = []
+    timelines, spent = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for frames in (int(f) for f in args.frames.split(",")):
             clip = Path(tmp) / f"clip-{frames}.mp4"
@@ -109,6 +132,7 @@ def main() -> None:
                     times[name].append(timed([sys.executable, "-m", "dvp", "run", str(clip), "-o", str(out),
                                               "--workers", name, "--quiet"], {"DVP_HOME": str(home)}))
                     timelines.append((frames, int(name), timeline(home, launched), times[name][-1]))
+                    spent.append((frames, int(name), worker_time(home)))
             ref = statistics.median(times["reference"])
             cells = [f"{statistics.median(times[str(w)]):.1f} s ({ref / statistics.median(times[str(w)]):.2f})"
                      for w in workers]
@@ -123,6 +147,19 @@ def main() -> None:
         med = {k: statistics.median(t[k] for t, _e in runs) for k in runs[0][0]}
         print(f"| {frames} frames | {w} | " + " | ".join(f"{v:.1f} s" for v in med.values())
               + f" | {statistics.median(e for _t, e in runs):.1f} s |")
+    longest = max(f for f, _w, _s in spent)
+    print(f"\nA worker's time per frame ({longest} frames; medians over workers and rounds; overhead: all but "
+          "detect and filter, as a share of its time)\n")
+    print("| workers | decode JPEG | detect | filter | encode JPEG | loop (Kafka, Avro, waiting) | per frame "
+          "| overhead |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w in workers:
+        each = [x for f, ww, s in spent if (f, ww) == (longest, w) for x in s]
+        med = {k: statistics.median(x[k] for x in each) for k in each[0]}
+        overhead = 1 - (med["detect"] + med["filter"]) / med["per_frame"]
+        print(f"| {w} | " + " | ".join(f"{med[k]:.1f} ms" for k in ("decode", "detect", "filter", "encode", "loop",
+                                                                      "per_frame"))
+              + f" | {overhead:.0%} |")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,14 @@ class VideoInfo:
     time_base: Fraction
     frame_count: int | None
     has_audio: bool
+    duration_s: float | None = None  # as the container states it
+
+    @property
+    def expected_frames(self) -> int | None:
+        """The frame count the container states, or else its duration times the frame rate."""
+        if self.frame_count:
+            return self.frame_count
+        return round(self.duration_s * self.fps) if self.duration_s else None
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class VideoSource:
             time_base=Fraction(self._video.time_base or Fraction(1, 90000)),
             frame_count=self._video.frames or None,
             has_audio=self._audio is not None,
+            duration_s=self._container.duration / av.time_base if self._container.duration else None,
         )
         self._audio_copy: _AudioCopy | None = None
 

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+
 from dvp.config import Settings
 from dvp.consumers.sink import BackgroundSink
 from dvp.errors import DvpError, InputError
@@ -17,6 +19,10 @@ from dvp.media import VideoSource
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.store import OUTPUT_COLUMNS, OUTPUTS_TABLE, Store, StoreError
+
+# The embedded broker's memory per byte of a frame's JPEG: the frame as sent and as
+# filtered, and what holding a record costs (measured by bench/memory.py).
+BROKER_BYTES_PER_FRAME_BYTE = 2.2
 
 
 @dataclass(frozen=True)
@@ -38,17 +44,45 @@ class Summary:
                 f"metrics   {self.metrics}"]
 
 
-def precheck(path: str, filter_spec: str, privacy: str | None) -> None:
+def precheck(settings: Settings, path: str, filter_spec: str, privacy: str | None) -> None:
     """Refuse bad input before starting anything."""
     privacy_for(parse_spec(filter_spec), privacy)
     with VideoSource(path) as source:
-        if next(source.frames(), None) is None:
+        first = next(source.frames(), None)
+        if first is None:
             raise InputError(f"{path}: has no video frames")
+        frames = source.info.expected_frames
+    if settings.bootstrap_servers is None and frames is not None:
+        ok, jpeg = cv2.imencode(".jpg", first.image, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+        check_broker_memory(path, frames, len(jpeg) if ok else first.image.nbytes, available_memory())
+
+
+def check_broker_memory(path: str, frames: int, frame_bytes: int, available: int | None) -> None:
+    """Refuse a video whose frames would not fit in the memory of the embedded broker,
+    which keeps every record until it stops: each frame twice (as sent, as filtered)."""
+    needed = BROKER_BYTES_PER_FRAME_BYTE * frames * frame_bytes
+    if available is not None and needed > available:
+        raise InputError(
+            f"{path}: its {frames} frames would take about {needed / 1e9:.1f} GB in the embedded broker, which "
+            f"keeps every frame in memory, and {available / 1e9:.1f} GB is available; run it on Kafka "
+            f"(`dvp kafka up`, then --bootstrap-servers), or lower --jpeg-quality")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new process (Linux), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur",
             workers: int = 2, progress: bool = True, privacy: str | None = None) -> Summary:
-    precheck(path, filter_spec, privacy)
+    precheck(settings, path, filter_spec, privacy)
     began = time.monotonic()
     store: Store | None = None
     try:

@@ -159,3 +159,15 @@ def test_bad_job_ids_and_settings_are_refused(clips, tmp_path):
     assert_refused(dvp("run", str(clips["face"]), "-o", str(out), "--workers", "0"), "--workers must be", out)
     assert_refused(dvp("run", str(clips["face"]), "-o", str(out), "--jpeg-quality", "0"), "--jpeg-quality", out)
     assert_refused(dvp("run", str(clips["face"]), "-o", str(out), "--kafka-config", "oops"), "KEY=VALUE", out)
+
+
+def test_a_video_too_long_for_the_embedded_brokers_memory_is_refused_before_anything_starts(tmp_path):
+    from dvp.errors import InputError
+    from dvp.run import check_broker_memory
+
+    gigabyte = 10**9
+    # 10 minutes of 1080p at 30 fps, about 250 kB a frame as JPEG: 18 000 frames.
+    with pytest.raises(InputError, match=r"18000 frames would take about 9\.9 GB .* 4\.0 GB is available"):
+        check_broker_memory("long.mp4", 18000, 250_000, 4 * gigabyte)
+    check_broker_memory("long.mp4", 18000, 250_000, 16 * gigabyte)  # fits
+    check_broker_memory("long.mp4", 18000, 250_000, None)  # memory unknown: not refused
