@@ -133,7 +133,7 @@ class FrameProcessor:
             raise MalformedRecord(f"frame {frame.index} of job {frame.job_id}: undecodable JPEG")
         t1 = time.perf_counter()
         strict = frame.privacy == STRICT
-        faces = self.detector.detect(image, landmarks=spec.filter.needs_landmarks and not strict)
+        faces = self.detector.detect(image, landmarks=spec.needs_landmarks and not strict)
         t2 = time.perf_counter()
         if strict:
             jpeg, t3 = frame.jpeg, t2

@@ -28,8 +28,8 @@ def connect() -> Backend:
         raise  # st.stop() ends the run; this is for the type checker
 
 
-def refresh_while_running(b: Backend) -> None:
-    if queries.running_jobs(b.store):
+def refresh_while_running(running: int) -> None:
+    if running:
         st.caption(f"A job is running: this page refreshes every {REFRESH_S:g} s.")
         time.sleep(REFRESH_S)
         st.rerun()
@@ -136,8 +136,10 @@ def main() -> None:
 
             live_page(b.settings)
             return
-        {"Workers": workers_page, "Jobs": jobs_page, "Job": job_page}[page](b)
-        refresh_while_running(b)
+        with b.store.held():  # one session of the store for the page's queries
+            {"Workers": workers_page, "Jobs": jobs_page, "Job": job_page}[page](b)
+            running = queries.running_jobs(b.store)
+        refresh_while_running(running)
     except DvpError as exc:
         st.error(str(exc))
 

@@ -16,8 +16,8 @@ from streamlit_webrtc import VideoProcessorBase, WebRtcMode, webrtc_streamer
 
 from dvp import kafka
 from dvp.config import Settings
+from dvp.dashboard.filter_picker import filter_picker
 from dvp.errors import DvpError
-from dvp.filters import parse_spec
 from dvp.messages import now_us
 from dvp.producers.live_session import LiveSession
 
@@ -79,13 +79,7 @@ def live_page(settings: Settings) -> None:
     st.header("Live")
     st.caption("Your camera through the workers and back, filtered. Frames not back within "
                f"{settings.live_deadline_ms} ms of their capture are skipped, so the view never lags more and more.")
-    asked = st.text_input("Filter", "blur", help="a filter spec as `dvp filters` lists them, e.g. pixelate:blocks=12")
-    try:
-        parse_spec(asked)
-        st.session_state["live_filter"] = asked
-    except DvpError as exc:  # said; a session running goes on with the filter it has
-        st.error(str(exc))
-    spec = st.session_state.get("live_filter", "blur")
+    spec = filter_picker("live_filter")  # a bad spec is said; a running session keeps the one it has
     if settings.webrtc_loopback:
         offer_loopback_only()
     ctx = webrtc_streamer(

@@ -6,18 +6,38 @@ import numpy as np
 
 from dvp.faces import FaceDetector
 from dvp.filters import FILTERS, parse_spec
-from dvp.sample import astronaut_face, background
+from dvp.sample import face_scene
+
+# Shown after the catalogue: filters chained, and a face turned 25 degrees.
+CHAIN = "pixelate:blocks=12|mesh:contours=1"
+ROLLED = ("mustache", "mask", "emoji")
+PER_ROW = 5
+
+
+def labelled(tile: np.ndarray, label: str) -> np.ndarray:
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
 
 
 def filters_figure(path: Path) -> None:
-    image = background(360, 300)
-    image[40:280, 60:300] = astronaut_face(240)
-    faces = FaceDetector().detect(image, landmarks=True)
-    tiles = [image] + [parse_spec(name).apply(image.copy(), faces) for name in FILTERS]
-    labels = ["original", *FILTERS]
-    for tile, label in zip(tiles, labels, strict=False):
-        cv2.putText(tile, label, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
-    cv2.imwrite(str(path), np.hstack(tiles), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    detector = FaceDetector()
+    image = face_scene()
+    faces = detector.detect(image, landmarks=True)
+    height, width = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), -25, 1.0)
+    rolled = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    rolled_faces = detector.detect(rolled, landmarks=True)
+    detector.close()
+    tiles = [labelled(image.copy(), "original")]
+    tiles += [labelled(parse_spec(name).apply(image.copy(), faces), name) for name in FILTERS]
+    tiles.append(labelled(parse_spec(CHAIN).apply(image.copy(), faces), "pixelate|mesh"))
+    tiles += [labelled(parse_spec(name).apply(rolled.copy(), rolled_faces), f"{name}, turned")
+              for name in ROLLED]
+    while len(tiles) % PER_ROW:
+        tiles.append(np.full_like(image, 255))
+    rows = [np.hstack(tiles[i:i + PER_ROW]) for i in range(0, len(tiles), PER_ROW)]
+    cv2.imwrite(str(path), np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 if __name__ == "__main__":

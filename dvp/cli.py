@@ -36,6 +36,7 @@ def _common() -> argparse.ArgumentParser:
 
 # Settings whose flags only some commands take.
 OWN_FLAGS = ("guarantee", "stall_timeout_s", "dashboard_port")
+FILTER_HELP = "filter spec, e.g. blur, pixelate:blocks=8, or filters in order: 'pixelate|mesh' (dvp filters)"
 
 
 def _own_flag(parser: argparse.ArgumentParser, name: str) -> None:
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common], help="filter one video end to end and wait for it")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="output MP4")
-    p.add_argument("--filter", default="blur", help="filter spec, e.g. blur or pixelate:blocks=8")
+    p.add_argument("--filter", default="blur", help=FILTER_HELP)
     _privacy_flag(p)
     p.add_argument("--workers", type=int, default=2, help="worker processes to start (default 2)")
     _own_flag(p, "guarantee")
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", parents=[common], help="publish a video as a job")
     p.add_argument("input")
-    p.add_argument("--filter", required=True, help="filter spec, e.g. blur or pixelate:blocks=8")
+    p.add_argument("--filter", required=True, help=FILTER_HELP)
     _privacy_flag(p)
     p.add_argument("--job-id", help="job id (default: file name plus a random suffix)")
     p.add_argument("--wait", action="store_true", help="wait until the job is done")
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("live", parents=[common], help="a camera through the pipeline, shown filtered as it comes")
     p.add_argument("--camera", required=True, help="a device index (0), a stream URL, or a video file played "
                                                    "at its own frame rate")
-    p.add_argument("--filter", default="blur", help="filter spec, e.g. blur or pixelate:blocks=8")
+    p.add_argument("--filter", default="blur", help=FILTER_HELP)
     p.add_argument("--record", help="also write what is shown to this video file")
     p.add_argument("--view", choices=("window", "mjpeg", "none"),
                    help="a local window (default where a display exists), an MJPEG stream on 127.0.0.1 "
@@ -213,11 +214,13 @@ def _dispatch(args) -> int:
         for name, parts in kafka.topic_partitions(settings).items():
             print(f"{name:<24} {parts} partitions")
     elif args.command == "filters":
-        from dvp.filters import FILTERS
+        from dvp.filters import FILTERS, MAX_STEPS
         for f in FILTERS.values():
             print(f"{f.name:<12} {f.summary}")
             for key, p in f.params.items():
                 print(f"    {key}={p.default:g}  ({p.low:g}..{p.high:g}) {p.help}")
+        print(f"\nA spec is NAME or NAME:key=value,key=value; up to {MAX_STEPS} joined by | are applied "
+              "in order, e.g. --filter 'pixelate:blocks=12|mesh'.")
     elif args.command == "config":
         for env, _flag, help_text in describe():
             value = settings.to_env().get(env, "")

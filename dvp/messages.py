@@ -112,6 +112,11 @@ class JobAbort:
     reason: str
 
 
+# The aggregator says how far a job is every this many frames written; publishers
+# pace themselves by it (producers/pacing.py).
+PROGRESS_EVERY = 25
+
+
 @message
 class JobProgress:
     job_id: str

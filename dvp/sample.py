@@ -28,6 +28,15 @@ def background(width: int, height: int) -> np.ndarray:
                       ((x // 16 + y // 16) % 2) * 90 + 60]).astype(np.uint8)
 
 
+def face_scene(width: int = 320, height: int = 280) -> np.ndarray:
+    """One still of the sample: the face large in the middle (for filter previews)."""
+    image = background(width, height)
+    side = min(width, height) * 6 // 7
+    x, y = (width - side) // 2, (height - side) // 2
+    image[y:y + side, x:x + side] = astronaut_face(side)
+    return image
+
+
 STAMP_BITS, STAMP_CELL = 12, 8
 
 

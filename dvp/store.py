@@ -84,8 +84,9 @@ class Store:
         self.busy_timeout_s = busy_timeout_s
         if self.embedded:
             (settings.home / "store").mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._client: Any = None
+        self._held = 0  # nested held() blocks open now
         for statement in DDL:
             self.command(statement)
 
@@ -118,9 +119,28 @@ class Store:
             except Exception as exc:
                 raise StoreError(f"the metrics store refused {what}: {str(exc).splitlines()[0][:200]}") from None
             finally:
-                if self.embedded:  # let the other processes in
-                    self._client.close()
-                    self._client = None
+                if self.embedded and not self._held:  # let the other processes in
+                    self._release()
+
+    def _release(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """The statements inside share one session of the embedded store. chDB 4.4
+        keeps about 1.5 MB of every session it closes (chdb-io/chdb#298): a
+        10-minute job's sink, a session per statement, grew by 0.9 GB. Other
+        processes wait meanwhile: hold it for a burst of statements, no longer."""
+        with self._lock:
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
+                if self.embedded and not self._held:
+                    self._release()
 
     def command(self, sql: str, parameters: dict | None = None) -> Any:
         with self._session("a statement") as client:

@@ -88,10 +88,12 @@ class Stack:
                                                                    PRIVATE_SESSION_TIMEOUT_MS))
             # Started first: their imports and models load while the topics are made
             # (each waits for the broker and makes sure of the topics itself).
+            # -v: their logs say what happened when a job fails (keep_logs).
             env = settings.to_env()
-            argv = dvp_command("worker", *([] if live else ["--no-live"]))
+            argv = dvp_command("worker", "-v", *([] if live else ["--no-live"]))
             procs["worker"] = [services.spawn(f"worker-{i}", argv, env, with_parent=True) for i in range(workers)]
-            procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator"), env, with_parent=True)]
+            procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator", "-v"), env,
+                                                  with_parent=True)]
             kafka.ensure_topics(settings)
             yield cls(settings, home, procs)
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -21,6 +22,7 @@ from dvp.filters import parse_spec, privacy_for
 from dvp.media import VideoSource
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
 from dvp.producers.history import check_unused
+from dvp.producers.pacing import Pacing
 
 AUDIO_CHUNK_BYTES = 512 * 1024
 
@@ -38,10 +40,11 @@ def new_job_id(path: str) -> str:
 
 def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
             progress: bool = True, privacy: str | None = None,
-            producer: kafka.ReliableProducer | None = None) -> Published:
+            producer: kafka.ReliableProducer | None = None, alive: Callable[[], None] = lambda: None) -> Published:
     """Publish a video as a job; `job_id` must be new (default: one made from the file name);
     `privacy`: strict or per-frame (default: what the filter suits, see `privacy_for`);
-    `producer`: one made earlier, whose producer id is already known (see below)."""
+    `producer`: one made earlier, whose producer id is already known (see below);
+    `alive`: raises if the job can no longer finish (called while publishing waits for room)."""
     spec = parse_spec(filter_spec)  # refused here, before anything is sent
     privacy = privacy_for(spec, privacy)
     if job_id is not None:
@@ -74,14 +77,16 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
             frame_count=info.frame_count, has_audio=info.has_audio, submitted_ts_us=now_us())
         job_key = start.job_id.encode()
         processed = settings.names.processed
-        # The start must precede every processed frame in the log: flush it first.
-        producer.send(processed, ASSEMBLY.encode(start), key=job_key)
-        producer.flush(settings.connect_timeout_s)
         base = zlib.crc32(job_key) % partitions  # jobs start on different partitions
         count = 0
+        pacing = Pacing(settings, start.job_id, len(first_jpeg))  # before the start: all its progress is seen
         bar = tqdm(total=info.frame_count, unit="frame", desc="publish", disable=not progress, leave=False)
         try:
+            # The start must precede every processed frame in the log: flush it first.
+            producer.send(processed, ASSEMBLY.encode(start), key=job_key)
+            producer.flush(settings.connect_timeout_s)
             for frame in _chain(first, frames):
+                pacing.wait_for_room(frame.index, alive)
                 jpeg = first_jpeg if frame.index == 0 else _jpeg(frame.image, quality)
                 record = Frame(start.job_id, frame.index, frame.pts, start.filter, privacy, jpeg, now_us(), now_us())
                 producer.send(settings.names.frames, FRAMES.encode(record), key=job_key,
@@ -101,6 +106,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
             raise
         finally:
             bar.close()
+            pacing.close()
     return Published(start, count)
 
 

@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dvp.errors import DvpError, MalformedRecord
-from dvp.messages import ASSEMBLY, JobCompleted, JobFailed, JobProgress, JobStart, ProcessedFrame
+from dvp.messages import ASSEMBLY, PROGRESS_EVERY, JobCompleted, JobFailed, JobProgress, JobStart, ProcessedFrame
 from dvp.streams.assembler import AssemblyOptions, JobAssembler, Outcome
 from dvp.streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
 
 log = logging.getLogger("dvp.aggregator")
 
 Replayer = Callable[[int, int], Iterator[tuple[int, bytes]]]  # (partition, offset) -> records
-PROGRESS_EVERY = 25  # frames between progress events
 
 
 class Aggregator:

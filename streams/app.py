@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faust
-from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from dvp import kafka
@@ -73,16 +72,6 @@ class _App(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
-class _TableManager(TableManager):
-    """Faust's, less the second it sleeps at start for tables defined late: ours are
-    all defined with the app, and a short job waits for the aggregator to start."""
-
-    async def on_start(self) -> None:
-        if not self.should_stop:
-            await self._update_channels()
-            await self.recovery.start()
-
-
 def create_app(settings: Settings, replication: int) -> faust.App:
     """The app; `replication` is that of the topics Faust creates (kafka.replication_factor)."""
     work_dir = settings.home / "aggregator"
@@ -100,7 +89,6 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
-        TableManager=_TableManager,
     )
     processed = app.topic(settings.names.processed, key_serializer="raw", value_serializer="raw",
                           partitions=settings.processed_partitions)

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -170,3 +174,41 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
     return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def mustache_under_nose(shown: np.ndarray, source: np.ndarray, detector) -> bool:
+    """Whether `shown` (the source frame filtered, then coded) has the mustache
+    filter's colour where the source's landmarks put the space under the nose."""
+    from dvp.filters import mustache
+    from dvp.filters.regions import UNDER_NOSE, UPPER_LIP
+
+    faces = detector.detect(source, landmarks=True)
+    if not faces or faces[0].landmarks is None:
+        return False
+    m = faces[0].landmarks
+    x, y = np.round((m[UNDER_NOSE] + m[UPPER_LIP]) / 2).astype(int)
+    under_nose = shown[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).mean(axis=0)
+    return bool(np.abs(under_nose - mustache.COLOUR[:3]).max() < 40)
+
+
+@contextmanager
+def slowed(pid: int, stopped_s: float, running_s: float) -> Iterator[None]:
+    """A process stopped (SIGSTOP) `stopped_s` of every `stopped_s + running_s`
+    seconds meanwhile: a slow machine, or a busy one."""
+    stop = threading.Event()
+
+    def slow_down() -> None:
+        while not stop.is_set():
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(stopped_s)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(running_s)
+
+    slower = threading.Thread(target=slow_down, daemon=True)
+    slower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        slower.join()
+        os.kill(pid, signal.SIGCONT)

@@ -167,7 +167,7 @@ def test_a_video_too_long_for_the_embedded_brokers_memory_is_refused_before_anyt
 
     gigabyte = 10**9
     # 10 minutes of 1080p at 30 fps, about 250 kB a frame as JPEG: 18 000 frames.
-    with pytest.raises(InputError, match=r"18000 frames would take about 9\.9 GB .* 4\.0 GB is available"):
+    with pytest.raises(InputError, match=r"18000 frames would take about 11\.7 GB .* 4\.0 GB is available"):
         check_broker_memory("long.mp4", 18000, 250_000, 4 * gigabyte)
     check_broker_memory("long.mp4", 18000, 250_000, 16 * gigabyte)  # fits
     check_broker_memory("long.mp4", 18000, 250_000, None)  # memory unknown: not refused

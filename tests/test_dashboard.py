@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from dvp.filters import FILTERS
 from dvp.infra.tansu import free_port
 from tests.helpers import chromium, dvp, wait_for
 
@@ -98,6 +99,7 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
                     view.locator("video").first.wait_for(state="attached", timeout=30_000)
                 view.wait_for_timeout(1500)  # charts and tables finish drawing
                 view.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
+            check_the_filter_picker(view, base)
             browser.close()
     finally:
         server.terminate()
@@ -106,6 +108,27 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
     keep = os.environ.get("DVP_SCREENSHOTS")  # e.g. docs/, to refresh the README's pictures
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def check_the_filter_picker(view, base: str) -> None:
+    """The Live page's filter picker previews the spec typed on the sample face,
+    chains included, and keeps the last good one when a bad one is typed."""
+    view.goto(base + "?page=Live")
+    view.get_by_text("preview: blur").wait_for(timeout=60_000)
+    preview = view.locator("[data-testid='stImage'] img").first
+    blurred = preview.get_attribute("src")
+    field = view.get_by_role("textbox", name="Filter")
+    field.fill("pixelate:blocks=12|mesh")
+    field.press("Enter")
+    view.get_by_text("preview: pixelate:blocks=12|mesh").wait_for(timeout=30_000)
+    assert preview.get_attribute("src") != blurred
+    field.fill("pixelate|nope")
+    field.press("Enter")
+    view.get_by_text("unknown filter 'nope'").wait_for(timeout=30_000)
+    assert view.get_by_text("preview: pixelate:blocks=12|mesh").count() == 1
+    view.get_by_text("Filters", exact=True).click()  # the catalogue: every filter with its preview
+    view.get_by_text("a masquerade mask over the eyes", exact=False).wait_for(timeout=30_000)
+    assert view.locator("[data-testid='stImage'] img").count() == 1 + len(FILTERS)
 
 
 def _listening(port: int) -> bool:

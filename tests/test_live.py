@@ -5,7 +5,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -17,11 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
+from dvp.faces import FaceDetector
 from dvp.infra.tansu import free_port
 from dvp.producers.mjpeg import MjpegServer
 from dvp.producers.playout import Playout
 from dvp.sample import astronaut_face, background, read_stamp
-from tests.helpers import chromium, dvp, read_video, wait_for
+from tests.helpers import chromium, dvp, mustache_under_nose, read_video, slowed, wait_for
 from tests.live_page import FakeCamera
 
 DEADLINE_MS = 150
@@ -102,29 +102,35 @@ def test_a_file_played_as_a_camera_comes_back_filtered_in_order(broker_kind, set
 
 
 @pytest.mark.integration
+def test_filters_drawn_on_landmarks_come_back_live(broker_kind, settings, services, clips, tmp_path):
+    if broker_kind != "tansu":
+        pytest.skip("the live path is the same on every broker")
+    services.worker()
+    live_ready(services)
+    record = tmp_path / "rec.mp4"
+    done = live(settings, "--camera", str(clips["face"]), "--filter", "mustache|outline", "--record", str(record),
+                "--view", "none")
+    assert done.returncode == 0, done.stderr
+    recorded, source = read_video(record).frames, read_video(clips["face"]).frames
+    assert len(recorded) >= 60
+    detector = FaceDetector()
+    try:
+        for frame in recorded[::10]:
+            stamp = read_stamp(frame)
+            assert mustache_under_nose(frame, source[stamp], detector), f"frame {stamp}: no mustache"
+    finally:
+        detector.close()
+
+
+@pytest.mark.integration
 def test_a_slowed_worker_makes_frames_skip_never_lag(broker_kind, settings, services, clips, tmp_path):
     if broker_kind != "tansu":
         pytest.skip("the live path is the same on every broker")
     worker = services.worker()
     live_ready(services)
-    stop = threading.Event()
-
-    def slow_down() -> None:  # stopped 300 ms of every 500: the worker falls behind the camera
-        while not stop.is_set():
-            os.kill(worker.pid, signal.SIGSTOP)
-            time.sleep(0.3)
-            os.kill(worker.pid, signal.SIGCONT)
-            time.sleep(0.2)
-
-    slower = threading.Thread(target=slow_down, daemon=True)
-    slower.start()
-    try:
+    with slowed(worker.pid, 0.3, 0.2):  # the worker falls behind the camera
         done = live(settings, "--camera", str(clips["long"]), "--record", str(tmp_path / "rec.mp4"),
                     "--view", "none")
-    finally:
-        stop.set()
-        slower.join()
-        os.kill(worker.pid, signal.SIGCONT)
     assert done.returncode == 0, done.stderr
     shown = figures(done.stdout)
     assert shown["captured"] == 200 and shown["shown"] + shown["skipped"] == 200

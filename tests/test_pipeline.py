@@ -10,13 +10,25 @@ import numpy as np
 import pytest
 
 from dvp.faces import FaceDetector
+from dvp.filters import outline
 from dvp.filters.regions import padded_box
 from dvp.messages import ASSEMBLY, METRICS, ProcessedFrame
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
-from dvp.sample import read_stamp
+from dvp.sample import read_stamp, write_sample
+from tests.conftest import running_services
 from tests.ground_truth import leaked_frames, moving_face_clip
-from tests.helpers import dvp, mean_abs_diff, psnr, read_topic, read_video, wait_for, write_clip
+from tests.helpers import (
+    dvp,
+    mean_abs_diff,
+    mustache_under_nose,
+    psnr,
+    read_topic,
+    read_video,
+    slowed,
+    wait_for,
+    write_clip,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -260,3 +272,53 @@ def test_avi_with_b_frames_keeps_every_frame_time_and_the_sound_in_step(clips, t
     assert max(abs(t - i / 25) for i, t in enumerate(times)) <= 0.001
     assert_every_frame_once_in_order(read_video(out), 40)
     assert read_video(out).audio_duration == pytest.approx(1.6, abs=0.05)
+
+
+def test_dvp_run_applies_a_chain_of_filters_drawn_on_landmarks(clips, tmp_path):
+    spec = "cartoon:levels=4|mustache|outline"
+    out = tmp_path / "chain.mp4"
+    result = dvp("run", str(clips["face"]), "-o", str(out), "--filter", spec, "-q")
+    assert result.returncode == 0, result.stderr
+    src, dst = read_video(clips["face"]), read_video(out)
+    assert_every_frame_once_in_order(dst, len(src.frames))
+    detector = FaceDetector()
+    try:
+        for i in range(0, len(src.frames), 10):
+            faces = detector.detect(src.frames[i], landmarks=True)
+            x0, y0, x1, y1 = padded_box(faces[0], 0, src.frames[i].shape)
+            face = (slice(y0, y1), slice(x0, x1))
+            assert mean_abs_diff(dst.frames[i][face], src.frames[i][face]) > 15, f"frame {i}: face not cartooned"
+            assert mustache_under_nose(dst.frames[i], src.frames[i], detector), f"frame {i}: no mustache"
+            # The outline's top edge, within a few rows of where this process finds the box
+            # (its worker found it in the frame after JPEG; H.264 smears a thin line's colour).
+            band = dst.frames[i][y0 - 4:y0 + 5, x0 + 5:x1 - 5].astype(int)
+            nearest = np.abs(band - outline.COLOUR).max(axis=2).min(axis=0)
+            assert (nearest < 80).mean() > 0.7, f"frame {i}: no outline"
+    finally:
+        detector.close()
+
+
+def test_a_slow_worker_slows_a_job_and_never_fails_it(broker_kind, settings, tmp_path, request):
+    """Workers own fixed partitions: one slower than the other falls behind on its
+    share while the other races ahead. Published all at once, the aggregator held
+    the frames after the slow worker's first missing one until its reorder limit
+    failed the job (a 10-minute clip on a busy 2-core machine: 2000 frames). The
+    publisher now keeps within half that limit of the assembly."""
+    if broker_kind != "tansu":
+        pytest.skip("pacing is the publisher's, the same on every broker")
+    settings = settings.replace(reorder_frames=100)
+    clip = tmp_path / "in.mp4"
+    write_sample(str(clip), seconds=16, width=320, height=240, stamp=True)  # 400 frames
+    with running_services(settings, tmp_path / "logs", request) as services:
+        services.worker()
+        slow = services.worker()
+        services.aggregator()
+        services.wait_workers_assigned()
+        with slowed(slow.pid, 0.4, 0.1):
+            published, done = run_job(settings, clip, tmp_path)
+    assert done.frames == published.frames == 400
+    by_worker: dict[str, int] = {}
+    for m in (METRICS.decode(v) for _, _, _, v in read_topic(settings, settings.names.metrics)):
+        by_worker[m.worker_id] = by_worker.get(m.worker_id, 0) + 1
+    assert len(by_worker) == 2 and min(by_worker.values()) >= 100, by_worker  # the slow one had its share
+    assert_every_frame_once_in_order(read_video(tmp_path / "out.mp4"), 400)

@@ -1,8 +1,10 @@
 """The filter catalogue. A filter is a plain function (image, faces, params) -> image;
 it may change `image` in place and must return the result. I/O never happens here.
 
-A job names its filter with a spec string, `NAME` or `NAME:key=value,key=value`,
-checked against the filter's declared parameters before anything is published."""
+A job names its filters with a spec string: `NAME` or `NAME:key=value,key=value`,
+or several of these joined by `|`, applied in order (`pixelate:blocks=12|mesh`);
+each is checked against its filter's declared parameters before anything is
+published."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -12,7 +14,7 @@ import numpy as np
 
 from dvp.errors import FilterSpecError
 from dvp.faces import Face
-from dvp.filters import blackout, blur, pixelate, sunglasses
+from dvp.filters import blackout, blur, cartoon, emoji, mask, mesh, mustache, outline, pixelate, sunglasses
 from dvp.messages import PER_FRAME, STRICT
 
 
@@ -40,11 +42,13 @@ def _catalogue(*modules) -> dict[str, FilterDef]:
             for m in modules}
 
 
-FILTERS = _catalogue(blur, pixelate, blackout, sunglasses)
+FILTERS = _catalogue(blur, pixelate, blackout, cartoon, emoji, mask, mustache, sunglasses, mesh, outline)
+MAX_STEPS = 8  # filters in one chain
 
 
 @dataclass(frozen=True)
-class FilterSpec:
+class Step:
+    """One filter with its parameters."""
     filter: FilterDef
     params: Mapping[str, float]
 
@@ -57,13 +61,41 @@ class FilterSpec:
         return self.filter.apply(image, faces, self.params)
 
 
+@dataclass(frozen=True)
+class FilterSpec:
+    """Filters applied one after the other."""
+    steps: tuple[Step, ...]
+
+    @property
+    def needs_landmarks(self) -> bool:
+        return any(step.filter.needs_landmarks for step in self.steps)
+
+    def __str__(self) -> str:
+        return "|".join(map(str, self.steps))
+
+    def apply(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        for step in self.steps:
+            image = step.apply(image, faces)
+        return image
+
+
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def parse_spec(spec: str) -> FilterSpec:
-    """'pixelate:blocks=8' -> FilterSpec, or FilterSpecError saying what is wrong."""
-    name, _, rest = spec.strip().partition(":")
+    """'pixelate:blocks=8|mesh' -> FilterSpec, or FilterSpecError saying what is wrong."""
+    parts = [part.strip() for part in spec.split("|")]
+    if len(parts) > MAX_STEPS:
+        raise FilterSpecError(f"{len(parts)} filters in one chain; at most {MAX_STEPS}")
+    if not all(parts):
+        raise FilterSpecError(f"filter spec {spec!r} has an empty step; write NAME[:key=value,...][|NAME...]")
+    return FilterSpec(tuple(_parse_step(part) for part in parts))
+
+
+def _parse_step(spec: str) -> Step:
+    name, _, rest = spec.partition(":")
+    name = name.strip()
     if name not in FILTERS:
         raise FilterSpecError(f"unknown filter {name!r}; choose one of: {', '.join(FILTERS)}")
     fdef = FILTERS[name]
@@ -83,7 +115,7 @@ def parse_spec(spec: str) -> FilterSpec:
             raise FilterSpecError(
                 f"filter {name!r}: {key} must be {kind} from {_fmt(p.low)} to {_fmt(p.high)}, got {raw!r}")
         params[key] = int(value) if p.integer else value
-    return FilterSpec(fdef, params)
+    return Step(fdef, params)
 
 
 def privacy_for(spec: FilterSpec, requested: str | None = None) -> str:
@@ -91,8 +123,9 @@ def privacy_for(spec: FilterSpec, requested: str | None = None) -> str:
     cover the face box; per-frame for those that draw on landmarks, which only
     the frame's own detection has (strict mode tracks boxes)."""
     if requested is None:
-        return PER_FRAME if spec.filter.needs_landmarks else STRICT
-    if requested == STRICT and spec.filter.needs_landmarks:
-        raise FilterSpecError(f"--privacy strict: filter {spec.filter.name!r} draws on face landmarks, which only "
+        return PER_FRAME if spec.needs_landmarks else STRICT
+    if requested == STRICT and spec.needs_landmarks:
+        drawn = ", ".join(repr(s.filter.name) for s in spec.steps if s.filter.needs_landmarks)
+        raise FilterSpecError(f"--privacy strict: filter {drawn} draws on face landmarks, which only "
                               f"per-frame detection has; use --privacy per-frame or a filter that covers the face")
     return requested
