@@ -16,9 +16,9 @@ from dvp.waiting import wait_until
 
 # librdkafka's own log lines go through Python logging (quiet unless -v).
 RDKAFKA_LOGS: dict[str, Any] = {"logger": logging.getLogger("dvp.rdkafka")}
-# How long a fetch may wait for records (librdkafka's default is 0.5 s, Faust's 1.5 s).
-# The embedded broker answers a waiting fetch only at about half its wait, even when
-# records came sooner: a frame would reach its worker or the aggregator that late.
+# How long a fetch may wait for records (librdkafka's default is 0.5 s). The embedded
+# broker answers a waiting fetch only at about half its wait, even when records came
+# sooner: a frame would reach its worker that late.
 FETCH_MAX_WAIT_MS = 100
 # Live frames are for now: sent at once, acknowledged by the leader alone, without the
 # idempotent producer's start-up handshake; a lost one is a skipped frame, no more.

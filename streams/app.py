@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faust
-from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
@@ -49,33 +48,10 @@ def _progress_row(event) -> dict:
     return {"status": "failed", "reason": event.reason}
 
 
-class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's, with fetches that wait kafka.FETCH_MAX_WAIT_MS (Faust fixes 1.5 s)."""
-
-    def _create_worker_consumer(self, transport):
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = kafka.FETCH_MAX_WAIT_MS  # read by its fetcher, made at its start
-        return consumer
-
-
-class _Consumer(aiokafka_driver.Consumer):
-    def _new_consumer_thread(self) -> _ConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class _Transport(aiokafka_driver.Transport):
-    Consumer = _Consumer
-
-
-class _App(faust.App):
-    def _new_transport(self) -> _Transport:
-        return _Transport(self.conf.broker_consumer, self)
-
-
 def create_app(settings: Settings, replication: int) -> faust.App:
     """The app; `replication` is that of the topics Faust creates (kafka.replication_factor)."""
     work_dir = settings.home / "aggregator"
-    app = _App(
+    app = faust.App(
         settings.names.aggregator,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
         broker_credentials=_credentials(settings),
