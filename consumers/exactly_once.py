@@ -69,27 +69,32 @@ class TransactionalLoop:
             err = exc.args[0]
             if not (err.txn_requires_abort() or err.fatal()):
                 raise
-            reason = err.str()
+            reason, fenced = err.str(), err.fatal()
         except BrokerError as exc:  # a record of the batch was refused: none of it may count
-            reason = str(exc)
+            reason, fenced = str(exc), False
         else:
             self.aborted = 0
             rewind(self.consumer, batch[len(done):])
             return
         self.aborted += 1
-        self._abort(reason)
+        self._abort(reason, fenced)
         rewind(self.consumer, batch)
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str, fenced: bool) -> None:
         log.warning("transaction aborted (%s); the batch is consumed again", reason)
-        try:
-            self.producer.abort()
-        except KafkaException as exc:
-            if not exc.args[0].fatal():
-                raise
-            # Fenced. Each worker has a transactional id of its own, so this is never a
-            # second instance: the broker gave up on a transaction left open past
-            # transaction.timeout.ms (a paused process, a suspended VM). Start afresh.
-            log.warning("producer fenced (%s); a new one takes over", exc.args[0].str())
-            self.producer = self.new_producer()
+        if not fenced:
+            try:
+                self.producer.abort()
+                return
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise
+                reason = exc.args[0].str()
+        # Fenced. Each worker has a transactional id of its own, so this is never a
+        # second instance: the broker gave up on a transaction left open past
+        # transaction.timeout.ms (a paused process, a suspended VM). Nothing of the
+        # fenced producer is asked again (an abort can find its timed-out commit
+        # still "in progress" and refuse): a new one takes over.
+        log.warning("producer fenced (%s); a new one takes over", reason)
+        self.producer = self.new_producer()
 
