@@ -1,0 +1,68 @@
+"""A batch consumed again after an aborted transaction (exactly-once loop, sink):
+a rebalance served since the batch was consumed may have taken some of its
+partitions away, and seeking those would kill the worker."""
+import time
+
+import pytest
+from confluent_kafka import KafkaException, Producer, TopicPartition
+
+from dvp import kafka
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+PER_PARTITION = 3
+
+
+def member(settings, group):
+    return kafka.consumer(settings, **{"group.id": group, "auto.offset.reset": "earliest",
+                                      "enable.auto.commit": False, "session.timeout.ms": 6000,
+                                      "fetch.wait.max.ms": kafka.FETCH_MAX_WAIT_MS})
+
+
+def test_a_batch_rewound_after_a_rebalance_seeks_only_partitions_still_assigned(settings):
+    kafka.ensure_topics(settings)
+    topic = settings.names.frames
+    partitions = settings.frames_partitions
+    producer = Producer({"bootstrap.servers": settings.bootstrap})
+    for p in range(partitions):
+        for i in range(PER_PARTITION):
+            producer.produce(topic, f"{p}-{i}".encode(), partition=p)
+    assert producer.flush(30) == 0
+
+    first, second = member(settings, "rewind"), member(settings, "rewind")
+    try:
+        first.subscribe([topic])
+        batch: list = []
+        deadline = time.monotonic() + 60
+        while len(batch) < partitions * PER_PARTITION and time.monotonic() < deadline:
+            batch += [m for m in first.consume(100, 0.2) if not m.error()]
+        assert len(batch) == partitions * PER_PARTITION
+
+        # A second member joins; the first serves the rebalance in its next consume
+        # (what happens when the revoke comes between a batch's consume and its commit).
+        second.subscribe([topic])
+
+        def shared() -> bool:
+            first.consume(100, 0.1)
+            second.consume(100, 0.1)
+            return bool(first.assignment()) and bool(second.assignment())
+
+        wait_for(shared, 60, "the partitions to be shared by both members")
+        kept = {tp.partition for tp in first.assignment()}
+        lost = next(p for p in range(partitions) if p not in kept)
+        with pytest.raises(KafkaException):  # what a seek of every partition of the batch would meet
+            first.seek(TopicPartition(topic, lost, 0))
+
+        kafka.rewind(first, batch)
+
+        again: dict[int, list] = {}
+        deadline = time.monotonic() + 30
+        while sum(map(len, again.values())) < len(kept) * PER_PARTITION and time.monotonic() < deadline:
+            for m in first.consume(100, 0.2):
+                if not m.error():
+                    again.setdefault(m.partition(), []).append(m.value())
+        assert set(again) == kept
+        assert again == {p: [f"{p}-{i}".encode() for i in range(PER_PARTITION)] for p in kept}
+    finally:
+        first.close()
+        second.close()
