@@ -69,10 +69,12 @@ def _frame_row(m: FrameMetrics, r: Record) -> tuple:
 
 
 def _job_row(e: JobProgress | JobCompleted | JobFailed, r: Record) -> tuple:
-    when = _when(r.timestamp_ms * 1000)
+    when = _when(r.timestamp_ms * 1000)  # when the aggregator said it
     if isinstance(e, JobProgress):
         if e.frames_written < 0 or (e.frame_count is not None and e.frame_count < 0):
             raise MalformedRecord(f"job progress with negative counts (job {e.job_id})")
+        if e.submitted_ts_us is not None:  # a job's time counts from its publishing, not from when it was read
+            when = _when(e.submitted_ts_us)
         return (when, e.job_id, "progress", e.frames_written, e.frame_count, 0, 0.0, "", r.partition, r.offset)
     if isinstance(e, JobCompleted):
         if e.frames < 0 or e.faces < 0 or not math.isfinite(e.duration_s):

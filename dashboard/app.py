@@ -2,6 +2,7 @@
 Workers, Jobs, one Job and Live, chosen in the sidebar or by `?page=…&job=…`."""
 from __future__ import annotations
 
+import functools
 import sys
 import time
 
@@ -11,7 +12,7 @@ import streamlit as st
 from dvp.config import Settings
 from dvp.dashboard import queries
 from dvp.dashboard.backend import Backend, shared
-from dvp.dashboard.cluster import waiting_frames
+from dvp.dashboard.cluster import GroupLag, group_lag, waiting_frames
 from dvp.errors import BrokerError, DvpError
 
 PAGES = ("Workers", "Jobs", "Job", "Live")
@@ -29,9 +30,14 @@ def connect() -> Backend:
 
 
 def refresh_while_running(running: int) -> None:
-    if running:
-        st.caption(f"A job is running: this page refreshes every {REFRESH_S:g} s.")
-        time.sleep(REFRESH_S)
+    """While a job runs the page redraws itself, every `?refresh=SECONDS` (0: never)."""
+    try:
+        every = max(float(st.query_params.get("refresh", REFRESH_S)), 0)
+    except ValueError:
+        every = REFRESH_S
+    if running and every:
+        st.caption(f"A job is running: this page refreshes every {every:g} s (`?refresh=0`: never).")
+        time.sleep(every)
         st.rerun()
 
 
@@ -40,21 +46,27 @@ def no_data(what: str) -> None:
             "and it appears here.")
 
 
-def workers_page(b: Backend) -> None:
+def cluster_now(settings: Settings) -> GroupLag | BrokerError:
+    try:
+        return group_lag(settings)
+    except BrokerError as exc:
+        return exc
+
+
+def workers_page(b: Backend, group: GroupLag | BrokerError) -> None:
     st.header("Workers")
     table = queries.workers(b.store)
     if table.empty:
         no_data("worker has processed a frame")
         return
-    recent = queries.recent_partitions(b.store)
-    try:
-        waiting = waiting_frames(b.settings, recent)
+    if isinstance(group, GroupLag):
+        waiting = waiting_frames(group, queries.recent_partitions(b.store))
         table["waiting"] = table["worker_id"].map(waiting.by_worker).fillna(0).astype(int)
         waiting_total = f"{waiting.total}"
         st.caption(f"Frames waiting per worker: the consumer group's lag on its partitions, from {waiting.how}.")
-    except BrokerError as exc:
+    else:
         waiting_total = "unknown"
-        st.warning(f"The cluster cannot be asked now, so frames waiting are unknown: {exc}")
+        st.warning(f"The cluster cannot be asked now, so frames waiting are unknown: {group}")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("workers active", int((table["state"] == "active").sum()))
     c2.metric("frames done", int(table["frames"].sum()))
@@ -136,8 +148,11 @@ def main() -> None:
 
             live_page(b.settings)
             return
+        show = {"Jobs": jobs_page, "Job": job_page}.get(page)
+        if show is None:  # Workers: the cluster is asked before the store is held (it may take seconds)
+            show = functools.partial(workers_page, group=cluster_now(b.settings))
         with b.store.held():  # one session of the store for the page's queries
-            {"Workers": workers_page, "Jobs": jobs_page, "Job": job_page}[page](b)
+            show(b)
             running = queries.running_jobs(b.store)
         refresh_while_running(running)
     except DvpError as exc:

@@ -13,6 +13,14 @@ from dvp.errors import BrokerError
 
 
 @dataclass(frozen=True)
+class GroupLag:
+    """The workers' group as the cluster describes it now."""
+    lag: dict[int, int]  # frames partition -> frames not yet processed
+    owner: dict[int, str]  # frames partition -> the worker assigned it, where the broker says
+    members: int
+
+
+@dataclass(frozen=True)
 class Waiting:
     by_worker: dict[str, int]  # worker id -> frames not yet processed on its partitions
     unassigned: int  # frames on partitions no worker holds
@@ -20,10 +28,9 @@ class Waiting:
     how: str  # where the assignment came from, said on the page
 
 
-def waiting_frames(settings: Settings, recent_partitions: Mapping[str, set[int]]) -> Waiting:
-    """The workers' lag. A worker's partitions are its assignment as the group
-    describes it; brokers that do not describe members (the embedded one) are
-    answered from the partitions each worker processed last (`recent_partitions`)."""
+def group_lag(settings: Settings) -> GroupLag:
+    """Ask the cluster for the workers' lag and assignment (a few seconds at most).
+    Kept apart from the store: the embedded one is not held while the cluster answers."""
     topic, group = settings.names.frames, settings.names.workers
     client = kafka.wait_reachable(settings, timeout=min(settings.connect_timeout_s, 2))
     try:
@@ -45,15 +52,23 @@ def waiting_frames(settings: Settings, recent_partitions: Mapping[str, set[int]]
         reader.close()
     owner = {tp.partition: m.client_id for m in described.members
              for tp in (m.assignment.topic_partitions if m.assignment else []) if tp.topic == topic}
+    return GroupLag(lag, owner, len(described.members))
+
+
+def waiting_frames(group: GroupLag, recent_partitions: Mapping[str, set[int]]) -> Waiting:
+    """The frames waiting for each worker: the lag on the partitions assigned to it.
+    Where the cluster describes no assignment (the embedded broker), a worker's
+    partitions are those it processed last (`recent_partitions`)."""
+    owner = dict(group.owner)
     how = "the group's assignment"
-    if not owner and described.members:  # members without assignments: ask the metrics
+    if not owner:  # no member reported an assignment (the embedded broker reports no members at all)
         how = "the partitions each worker processed last (the broker does not describe assignments)"
         for worker, partitions in recent_partitions.items():
             for p in partitions:
                 owner.setdefault(p, worker)
     by_worker: dict[str, int] = {}
-    for p, n in lag.items():
+    for p, n in group.lag.items():
         if p in owner:
             by_worker[owner[p]] = by_worker.get(owner[p], 0) + n
-    total = sum(lag.values())
+    total = sum(group.lag.values())
     return Waiting(by_worker, total - sum(by_worker.values()), total, how)

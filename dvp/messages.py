@@ -122,6 +122,7 @@ class JobProgress:
     job_id: str
     frames_written: int
     frame_count: int | None
+    submitted_ts_us: int | None = None
 
 
 @message

@@ -8,10 +8,13 @@ collapses into one row in the ReplacingMergeTree, and queries read with FINAL.
 chDB admits one process per data path at a time: processes take turns."""
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dvp.config import Settings
@@ -99,13 +102,32 @@ class Store:
                 return clickhouse_connect.get_client(dsn=self.dsn)
             except Exception as exc:  # the driver's errors differ by backend
                 text = str(exc)
-                if "Cannot lock file" not in text:
+                if "Cannot lock file" not in text and not self._locked_elsewhere():
                     raise StoreError(f"cannot reach the metrics store {self.where}: "
                                      f"{text.splitlines()[0][:200]}") from None
                 if time.monotonic() >= deadline:
                     raise StoreBusy(f"the embedded metrics store {self.where[len('chdb://'):]} has been busy in "
                                     f"another process for {self.busy_timeout_s:g} s") from None
                 time.sleep(0.05)
+
+    def _locked_elsewhere(self) -> bool:
+        """Whether another process has the embedded store open. chDB says "Cannot lock
+        file" only in a process's first open; later ones fail with "Error initializing
+        EmbeddedServer", so ask the lock itself (ClickHouse flocks its status file)."""
+        if not self.embedded:
+            return False
+        try:
+            fd = os.open(Path(self.dsn[len("chdb://"):]) / "status", os.O_RDONLY)
+        except FileNotFoundError:  # removed by the process that closes the store
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _session(self, what: str) -> Iterator[Any]:

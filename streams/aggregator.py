@@ -71,7 +71,7 @@ class Aggregator:
             if entry is not None:
                 return events  # a start read again, of a job that ended
             self._open(record, partition, offset)
-            return events + [JobProgress(job_id, 0, record.frame_count)]
+            return events + [JobProgress(job_id, 0, record.frame_count, record.submitted_ts_us)]
         job = self.jobs.get(job_id)
         if job is None:
             if entry is None:

@@ -16,6 +16,7 @@ def main() -> None:
     sys.argv = [str(APP), "--no-sink"]
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.query_params["page"] = page
+    at.query_params["refresh"] = "0"  # a running job's page would redraw itself for ever
     if job is not None:
         at.query_params["job"] = job
     at.run()

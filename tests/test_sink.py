@@ -1,9 +1,12 @@
 """The metrics sink and the store: records in, rows out, each once; what the
 dashboard's figures say about a job that really ran."""
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from dvp import kafka
 from dvp.config import Names
@@ -47,6 +50,8 @@ def test_records_become_rows_and_what_is_not_a_record_is_counted():
     assert rows.skipped == 6
     assert [r[FRAME_COLUMNS.index("frame_index")] for r in rows.frames] == [0]
     assert [(r[1], r[2]) for r in rows.jobs] == [("job-1", "progress"), ("job-1", "completed"), ("job-2", "failed")]
+    started = rows_of(NAMES, [record(NAMES.jobs, 4, JOBS.encode(JobProgress("job-4", 0, 9, NOW_US - 5_000_000)))])
+    assert started.jobs[0][0].timestamp() == (NOW_US - 5_000_000) / 1e6  # its publisher's time, not the record's
 
 
 @pytest.fixture
@@ -96,9 +101,62 @@ def test_a_real_job_is_stored_once_even_when_replayed(settings, services, clips,
         assert worker.host == socket.gethostname() and worker.frames == published.frames == 75
         [job] = queries.jobs(store).itertuples()
         assert (job.job_id, job.state, job.frames, job.faces) == (done.job_id, "completed", 75, done.faces)
+        # Its time runs from its publishing (not from when the aggregator read its start) to its end.
+        assert job.wall_s == pytest.approx((done.completed_ts_us - published.start.submitted_ts_us) / 1e6, abs=0.011)
         assert done.faces >= 70  # the sample's face is on every frame
         assert len(queries.job_frames(store, done.job_id)) == 75
         [per_worker] = queries.job_time_per_worker(store).itertuples()
         assert per_worker.jobs == 1 and per_worker.frames == 75 and per_worker.avg_job_wall_s > 0
     finally:
         store.close()
+
+
+HOLD_THE_STORE = ("import sys, clickhouse_connect; client = clickhouse_connect.get_client(dsn=sys.argv[1]); "
+                  "print('held', flush=True); sys.stdin.read()")
+
+
+@pytest.mark.integration
+def test_records_wait_in_kafka_while_the_embedded_store_is_busy(broker_kind, settings, caplog):
+    """Another process holds the embedded store (chDB admits one at a time): the
+    sink's batch is not committed, so it stays in Kafka, and it is stored once
+    the store is free. A page asked meanwhile says the store is busy, in one line."""
+    if broker_kind != "tansu":
+        pytest.skip("the store's turns are the same on every broker")
+    from tests.test_dashboard import page
+
+    kafka.ensure_topics(settings)
+    producer = kafka.ReliableProducer(settings)
+    for i in range(20):
+        producer.send(settings.names.metrics, metrics(i), key=b"job-1")
+    producer.flush(10)
+    store = Store(settings, busy_timeout_s=1)  # its tables made while the store is free
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_STORE, store.dsn], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    sink = MetricsSink(settings, store)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        # Read, refused by the busy store, put back (step says 0 records taken), twice.
+        wait_for(lambda: sink.step(wait_s=1) == 0 and caplog.text.count("busy in another process") >= 2, 60,
+                 "the sink to meet the busy store twice")
+        assert sink.stored == 0
+        assert committed(settings, sink) == {}, "a batch that is not stored must not be committed"
+        shown = page({"env": {**settings.to_env(), "DVP_HOME": str(settings.home)}}, "Workers", check=False)
+        assert [e for e in shown["error"] if "has been busy in another process" in e], shown
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        wait_for(lambda: sink.step(wait_s=1) >= 0 and sink.caught_up(), 60, "the sink to store the batch")
+        assert sink.stored == 20 and committed(settings, sink)
+        [worker] = queries.workers(store).itertuples()
+        assert worker.frames == 20
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        sink.close()
+        store.close()
+
+
+def committed(settings, sink) -> dict:
+    """The sink group's committed offsets on the metrics topic, where there are any."""
+    parts = [TopicPartition(settings.names.metrics, p)
+             for p in range(kafka.partition_count(settings, settings.names.metrics))]
+    return {tp.partition: tp.offset for tp in sink.consumer.committed(parts, timeout=10) if tp.offset >= 0}
