@@ -52,8 +52,8 @@ def terminal(seconds: float) -> None:
 
 def browser(seconds: float) -> None:
     print("\n| frame | workers | shown in the page | round trip p50 | p95 | p99 | in Python p50 "
-          "| jitter buffer | received as |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| skipped in Python | jitter buffer | received as |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for width, height in SIZES:
         for workers in [0, *WORKERS]:
             with tempfile.TemporaryDirectory() as work:
@@ -68,10 +68,14 @@ def browser(seconds: float) -> None:
             trips = np.array(r["round_trips_ms"])
             inbound = r["rtc"].get("inbound-rtp", {})
             jitter = 1000 * inbound.get("jitterBufferDelay", 0) / max(inbound.get("jitterBufferEmittedCount", 1), 1)
-            python = r["in_python"].split("p50 ")[1].split(",")[0] if r["in_python"] else "-"
+            python, skipped = "-", "-"
+            if r["in_python"]:  # "... ended: captured  N; shown     N; skipped   N; latency p50 N ms, ..."
+                said = dict(part.split(None, 1) for part in r["in_python"].split("ended: ")[1].split("; "))
+                python = said["latency"].split("p50 ")[1].split(",")[0]
+                skipped = f"{said['skipped']} of {said['captured']}"
             p50, p95, p99 = (np.percentile(trips, p) for p in (50, 95, 99))
             print(f"| {width}x{height} | {workers or 'none (echo)'} | {r['shown'] / seconds:.0f} fps "
-                  f"| {p50:.0f} ms | {p95:.0f} ms | {p99:.0f} ms | {python} | {jitter:.0f} ms "
+                  f"| {p50:.0f} ms | {p95:.0f} ms | {p99:.0f} ms | {python} | {skipped} | {jitter:.0f} ms "
                   f"| {inbound.get('frameWidth')}x{inbound.get('frameHeight')} |", flush=True)
 
 

@@ -82,6 +82,11 @@ class JobAssembler:
         return parse_spec(self.start.filter)  # from a topic: a bad spec fails this job only
 
     @property
+    def held(self) -> int:
+        """Frames in memory: arrived early, or in the strict look-ahead."""
+        return len(self._early) + (self._strict.waiting if self._strict is not None else 0)
+
+    @property
     def total(self) -> int | None:
         return self._end.frame_count if self._end else self.start.frame_count
 

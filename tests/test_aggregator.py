@@ -2,6 +2,7 @@
 import dataclasses
 import random
 import time
+import tracemalloc
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ from dvp.errors import MalformedRecord
 from dvp.messages import ASSEMBLY, FaceBox, JobCompleted, JobEnd, JobFailed, JobStart, ProcessedFrame, StageTimings
 from dvp.sample import read_stamp
 from dvp.streams.aggregator import Aggregator
-from dvp.streams.assembler import AssemblyOptions
+from dvp.streams.assembler import AssemblyOptions, JobAssembler
 from dvp.streams.journal import Journal
 from tests.helpers import read_video
 
@@ -224,3 +225,40 @@ def test_a_frame_that_comes_unfiltered_to_a_per_frame_job_is_filtered_here(tmp_p
 def test_a_frame_with_more_faces_than_any_detector_finds_fails_its_job(tmp_path, job_records):
     done = feed(aggregator(tmp_path), strict(job_records, boxes=[FaceBox(1.0, 1.0, 5.0, 5.0, 0.9)] * 257))[-1]
     assert isinstance(done, JobFailed) and "257 faces" in done.reason
+
+
+def test_a_long_strict_job_streams_out_with_bounded_memory(tmp_path):
+    """3,000 frames of a strict job, arriving a little out of order as from several
+    workers: the frames held stay within the disorder plus the look-ahead, Python's
+    allocations do not grow with the job, and the video is written while it runs."""
+    frames, reach, disorder = 3000, 12, 8
+    start = JobStart("long", "long.mp4", "blur", "strict", 160, 120, 25, 1, 1, 25, frames, False, 0)
+    for folder in ("work", "out"):
+        (tmp_path / folder).mkdir()
+    job = JobAssembler(start, tmp_path / "work", tmp_path / "out",
+                       AssemblyOptions(30, "ultrafast", reorder_frames=100, reorder_bytes=10**8, strict_reach=reach))
+    image = np.full((120, 160, 3), 90, np.uint8)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    rng = random.Random(7)
+    order = []
+    for block in range(0, frames, disorder):  # each block of 8 in any order
+        order += rng.sample(range(block, block + disorder), disorder)
+    peak_held, video = 0, tmp_path / "work" / "long.video.mp4"
+    tracemalloc.start()
+    try:
+        for n, i in enumerate(order):
+            face = [FaceBox(40.0 + i % 20, 30.0, 40.0, 40.0, 0.9)] if i % 5 else []  # missed on every fifth
+            assert job.add(ProcessedFrame("long", i, i, jpeg, False, face, "w", T, 0, 0)) is None
+            peak_held = max(peak_held, job.held)
+            if n == 500:
+                tracemalloc.reset_peak()
+                baseline = tracemalloc.get_traced_memory()[0]
+            if n == 1500:
+                assert video.stat().st_size > 0  # written as it goes, not at the end
+        grown = tracemalloc.get_traced_memory()[1] - baseline  # the peak since the reset
+    finally:
+        tracemalloc.stop()
+    assert peak_held <= disorder + reach, peak_held
+    assert grown < 1_000_000, f"{grown} bytes more after 2,500 frames"  # all of them kept: ~2.7 MB
+    done = job.add(JobEnd("long", frames, 0))
+    assert isinstance(done, JobCompleted) and done.frames == frames

@@ -114,7 +114,8 @@ def test_a_chain_is_its_filters_one_after_the_other(scene):
 
 
 def test_a_chain_drawing_on_landmarks_is_not_strict():
-    assert privacy_for(parse_spec("blur|pixelate")) == STRICT
+    for covering in ("blur", "pixelate", "blackout", "blur|pixelate"):  # strict privacy by default
+        assert privacy_for(parse_spec(covering)) == STRICT
     assert privacy_for(parse_spec("blur|mesh")) == PER_FRAME
     with pytest.raises(FilterSpecError, match="filter 'mesh' draws on face landmarks"):
         privacy_for(parse_spec("blur|mesh"), STRICT)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -138,6 +139,29 @@ def test_a_slowed_worker_makes_frames_skip_never_lag(broker_kind, settings, serv
     assert shown["p99"] <= 2 * DEADLINE_MS  # the delay does not grow with the backlog
     stamps = [read_stamp(f) for f in read_video(tmp_path / "rec.mp4").frames]
     assert stamps == sorted(set(stamps))
+
+
+@pytest.mark.integration
+def test_ctrl_c_ends_a_session_with_its_figures_and_a_playable_recording(broker_kind, settings, services, clips,
+                                                                        tmp_path):
+    """How a real camera's session ends: Ctrl-C, mid-stream."""
+    if broker_kind != "tansu":
+        pytest.skip("the live path is the same on every broker")
+    services.worker()
+    live_ready(services)
+    record = tmp_path / "rec.mp4"
+    session = subprocess.Popen(
+        [sys.executable, "-m", "dvp", "live", "--camera", str(clips["long"]), "--record", str(record),
+         "--view", "none"], env={**os.environ, **settings.to_env()}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(5)  # the 8-s clip is playing
+    session.send_signal(signal.SIGINT)
+    out, err = session.communicate(timeout=30)
+    assert session.returncode == 0, err
+    shown = figures(out)
+    assert 0 < shown["captured"] < 200 and shown["shown"] > 0
+    stamps = [read_stamp(f) for f in read_video(record).frames]
+    assert len(stamps) == shown["shown"] and stamps == sorted(set(stamps))
 
 
 def test_a_camera_that_cannot_be_opened_is_one_line(settings_offline):
