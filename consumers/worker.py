@@ -53,7 +53,6 @@ def _consumer(settings: Settings, worker_id: str, exactly_once: bool) -> Consume
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,
-        "heartbeat.interval.ms": max(settings.session_timeout_ms // 6, 500),
         "fetch.wait.max.ms": kafka.FETCH_MAX_WAIT_MS,
         "client.id": worker_id})
 
