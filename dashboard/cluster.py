@@ -17,7 +17,6 @@ class GroupLag:
     """The workers' group as the cluster describes it now."""
     lag: dict[int, int]  # frames partition -> frames not yet processed
     owner: dict[int, str]  # frames partition -> the worker assigned it, where the broker says
-    members: int
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def group_lag(settings: Settings) -> GroupLag:
         reader.close()
     owner = {tp.partition: m.client_id for m in described.members
              for tp in (m.assignment.topic_partitions if m.assignment else []) if tp.topic == topic}
-    return GroupLag(lag, owner, len(described.members))
+    return GroupLag(lag, owner)
 
 
 def waiting_frames(group: GroupLag, recent_partitions: Mapping[str, set[int]]) -> Waiting:
