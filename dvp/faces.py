@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 RANGES = ("short", "full", "both")
+MESH_FACES_PER_CROP = 2  # the face and a neighbour showing in its square: the right one is picked by its centre
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,7 @@ class FaceDetector:
     """Boxes from MediaPipe face detection over the views above; face-mesh
     landmarks are computed only when a filter needs them."""
 
-    def __init__(self, min_confidence: float = 0.5, detector_range: str = "both", tile: int = 640,
-                 max_faces: int = 8):
+    def __init__(self, min_confidence: float = 0.5, detector_range: str = "both", tile: int = 640):
         if detector_range not in RANGES:
             raise ValueError(f"detector range must be one of {', '.join(RANGES)}")
         # MediaPipe's import and models take a while, longer on a busy machine: they load
@@ -97,7 +97,6 @@ class FaceDetector:
         loader.shutdown(wait=False)
         self._tile = tile
         self._mesh: Any = None  # the face-mesh model, loaded when a filter first needs landmarks
-        self._max_faces = max_faces
         self._min_confidence = min_confidence
 
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
@@ -130,21 +129,27 @@ class FaceDetector:
         return faces
 
     def _with_landmarks(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Each face's mesh, from a square around it twice its size: over the whole
+        frame the mesh model's own detector finds only large faces (not a 60-pixel
+        face in 640x480, nor a 150-pixel one in 4K) and at most a few of a crowd."""
         if self._mesh is None:
             self._mesh = self._loading.result().mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=self._max_faces,
+                static_image_mode=True, max_num_faces=MESH_FACES_PER_CROP,
                 min_detection_confidence=self._min_confidence)
         height, width = rgb.shape[:2]
-        meshes = [np.array([(p.x * width, p.y * height) for p in m.landmark], dtype=np.float32)
-                  for m in (self._mesh.process(rgb).multi_face_landmarks or ())]
-        # Give each detected box the mesh whose centre lies inside it.
         out = []
         for face in faces:
-            inside = [m for m in meshes
-                      if face.x <= m[:, 0].mean() <= face.x + face.w
+            side = 2 * max(face.w, face.h)
+            cx, cy = face.x + face.w / 2, face.y + face.h / 2
+            x0, y0 = int(max(cx - side / 2, 0)), int(max(cy - side / 2, 0))
+            x1, y1 = int(min(cx + side / 2, width)), int(min(cy + side / 2, height))
+            found = self._mesh.process(np.ascontiguousarray(rgb[y0:y1, x0:x1])).multi_face_landmarks or ()
+            meshes = [np.array([(x0 + p.x * (x1 - x0), y0 + p.y * (y1 - y0)) for p in m.landmark], dtype=np.float32)
+                      for m in found]
+            # The face's own mesh is the one centred in its box (a neighbour may show in the square).
+            inside = [m for m in meshes if face.x <= m[:, 0].mean() <= face.x + face.w
                       and face.y <= m[:, 1].mean() <= face.y + face.h]
-            out.append(Face(face.x, face.y, face.w, face.h, face.score,
-                            inside[0] if inside else None))
+            out.append(Face(face.x, face.y, face.w, face.h, face.score, inside[0] if inside else None))
         return out
 
     def close(self) -> None:

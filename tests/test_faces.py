@@ -83,3 +83,30 @@ def test_a_close_up_filling_half_the_frame_is_found(detector):
     image, truth = scene(1280, 720, 1100, 300, 0)  # the face is 330 x 330 pixels of 720
     assert truth[3] >= 720 * 0.45
     assert covered(truth, detector.detect(image)) > 0.8
+
+
+def landmarks_on(truth: tuple[float, ...], faces: list[Face]) -> bool:
+    """Whether a face found on the true box carries a mesh whose centre is inside it."""
+    tx, ty, tw, th = truth
+    return any(f.landmarks is not None and tx <= f.landmarks[:, 0].mean() <= tx + tw
+               and ty <= f.landmarks[:, 1].mean() <= ty + th for f in faces)
+
+
+@pytest.mark.parametrize("width, height, crop", [(640, 480, 200), (3840, 2160, 500)], ids=["640x480", "4K"])
+def test_a_face_found_gets_its_landmarks_at_any_frame_size(detector, width, height, crop):
+    """The landmark filters (mustache, mask, mesh) need a face's mesh: a 150-pixel
+    face in a 4K frame gets one as a 60-pixel face in 640x480 does."""
+    image, truth = scene(width, height, crop, width // 3, height // 4)
+    assert landmarks_on(truth, detector.detect(image, landmarks=True))
+
+
+def test_every_face_of_a_crowd_gets_its_landmarks(detector):
+    image = background(1920, 1080)
+    truths = []
+    for i in range(12):  # 12 faces, more than one mesh pass over the frame would return
+        x, y = 20 + (i % 6) * 310, 60 + (i // 6) * 500
+        image[y:y + 300, x:x + 300] = astronaut_face(300)
+        fx, fy, fw, fh = FACE_IN_CROP
+        truths.append((x + fx * 300, y + fy * 300, fw * 300, fh * 300))
+    faces = detector.detect(image, landmarks=True)
+    assert [t for t in truths if not landmarks_on(t, faces)] == []
