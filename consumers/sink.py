@@ -20,7 +20,7 @@ from dvp import kafka
 from dvp.config import Names, Settings
 from dvp.errors import BrokerError, DvpError, MalformedRecord
 from dvp.messages import JOBS, METRICS, FrameMetrics, JobCompleted, JobFailed, JobProgress
-from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Store, StoreError
+from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Store, StoreBusy, StoreError
 
 log = logging.getLogger("dvp.sink")
 # A batch ends at this many records or after this long. Each batch is a session of the
@@ -69,12 +69,10 @@ def _frame_row(m: FrameMetrics, r: Record) -> tuple:
 
 
 def _job_row(e: JobProgress | JobCompleted | JobFailed, r: Record) -> tuple:
-    when = _when(r.timestamp_ms * 1000)  # when the aggregator said it
+    when = _when(r.timestamp_ms * 1000)  # a job's first progress: the time it was published (streams/app.py)
     if isinstance(e, JobProgress):
         if e.frames_written < 0 or (e.frame_count is not None and e.frame_count < 0):
             raise MalformedRecord(f"job progress with negative counts (job {e.job_id})")
-        if e.submitted_ts_us is not None:  # a job's time counts from its publishing, not from when it was read
-            when = _when(e.submitted_ts_us)
         return (when, e.job_id, "progress", e.frames_written, e.frame_count, 0, 0.0, "", r.partition, r.offset)
     if isinstance(e, JobCompleted):
         if e.frames < 0 or e.faces < 0 or not math.isfinite(e.duration_s):
@@ -172,6 +170,8 @@ class MetricsSink:
             for row in data:
                 try:
                     self.store.insert(table, columns, [row])
+                except StoreBusy:  # the store, not the row: the batch waits
+                    raise
                 except StoreError as exc:
                     refused.append(str(exc))
         if total and len(refused) == total:

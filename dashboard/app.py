@@ -3,6 +3,7 @@ Workers, Jobs, one Job and Live, chosen in the sidebar or by `?page=…&job=…`
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import time
 
@@ -32,8 +33,10 @@ def connect() -> Backend:
 def refresh_while_running(running: int) -> None:
     """While a job runs the page redraws itself, every `?refresh=SECONDS` (0: never)."""
     try:
-        every = max(float(st.query_params.get("refresh", REFRESH_S)), 0)
+        every = float(st.query_params.get("refresh", REFRESH_S))
     except ValueError:
+        every = REFRESH_S
+    if not math.isfinite(every) or every < 0:
         every = REFRESH_S
     if running and every:
         st.caption(f"A job is running: this page refreshes every {every:g} s (`?refresh=0`: never).")

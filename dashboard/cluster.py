@@ -61,7 +61,7 @@ def waiting_frames(group: GroupLag, recent_partitions: Mapping[str, set[int]]) -
     owner = dict(group.owner)
     how = "the group's assignment"
     if not owner:  # no member reported an assignment (the embedded broker reports no members at all)
-        how = "the partitions each worker processed last (the broker does not describe assignments)"
+        how = "the partitions each worker processed last (no member of the group reports an assignment)"
         for worker, partitions in recent_partitions.items():
             for p in partitions:
                 owner.setdefault(p, worker)

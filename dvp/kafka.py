@@ -44,9 +44,11 @@ def consumer(settings: Settings, **conf) -> Consumer:
     """A consumer with our settings and the user's pass-through ones on top. A
     group member heartbeats six times a session: librdkafka's fixed 3 s would miss
     a short session entirely (a 2-s one was lost, and rebalanced, every 3 s)."""
-    if "session.timeout.ms" in conf:
-        conf.setdefault("heartbeat.interval.ms", max(conf["session.timeout.ms"] // 6, 100))
-    return _client(Consumer, settings.client_config(**conf, **RDKAFKA_LOGS))
+    config = settings.client_config(**conf, **RDKAFKA_LOGS)
+    session = str(config.get("session.timeout.ms", ""))  # as it will be, the user's included
+    if session.isdigit() and "heartbeat.interval.ms" not in config:  # else librdkafka says what is wrong
+        config["heartbeat.interval.ms"] = max(int(session) // 6, 100)
+    return _client(Consumer, config)
 
 
 def wait_reachable(settings: Settings, timeout: float | None = None) -> AdminClient:

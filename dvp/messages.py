@@ -122,7 +122,6 @@ class JobProgress:
     job_id: str
     frames_written: int
     frame_count: int | None
-    submitted_ts_us: int | None = None
 
 
 @message

@@ -97,12 +97,16 @@ class Store:
         import clickhouse_connect  # heavy: only for the commands that use the store
 
         deadline = time.monotonic() + self.busy_timeout_s
+        tries_after_release = 1  # the other process may close the store between our try and the lock's probe
         while True:
             try:
                 return clickhouse_connect.get_client(dsn=self.dsn)
             except Exception as exc:  # the driver's errors differ by backend
                 text = str(exc)
                 if "Cannot lock file" not in text and not self._locked_elsewhere():
+                    if self.embedded and tries_after_release:
+                        tries_after_release -= 1
+                        continue
                     raise StoreError(f"cannot reach the metrics store {self.where}: "
                                      f"{text.splitlines()[0][:200]}") from None
                 if time.monotonic() >= deadline:
@@ -118,7 +122,7 @@ class Store:
             return False
         try:
             fd = os.open(Path(self.dsn[len("chdb://"):]) / "status", os.O_RDONLY)
-        except FileNotFoundError:  # removed by the process that closes the store
+        except OSError:  # removed by the process that closes the store, or not ours to read
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -22,6 +22,7 @@ from dvp.streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
 log = logging.getLogger("dvp.aggregator")
 
 Replayer = Callable[[int, int], Iterator[tuple[int, bytes]]]  # (partition, offset) -> records
+PUBLISHED_WITHIN_S = 86_400  # a job's publishing time older than this is no clock's: not used
 
 
 class Aggregator:
@@ -71,7 +72,7 @@ class Aggregator:
             if entry is not None:
                 return events  # a start read again, of a job that ended
             self._open(record, partition, offset)
-            return events + [JobProgress(job_id, 0, record.frame_count, record.submitted_ts_us)]
+            return events + [JobProgress(job_id, 0, record.frame_count)]
         job = self.jobs.get(job_id)
         if job is None:
             if entry is None:
@@ -196,6 +197,16 @@ class Aggregator:
                                                  announced=False))
         log.info("job %s %s", job_id, status)
         return outcome
+
+    def published_at(self, job_id: str, now_s: float) -> float | None:
+        """When the job's publisher sent it (seconds), where its wall time starts; None
+        if unknown or not plausible (the publisher's clock: at most a day old, not
+        ahead of ours)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        sent = job.start.submitted_ts_us / 1e6
+        return sent if now_s - PUBLISHED_WITHIN_S <= sent <= now_s else None
 
     def announced(self, job_id: str) -> None:
         """The job's outcome is out: a restart need not send it again."""

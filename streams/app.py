@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,7 +109,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
                 chunks = result_chunks(event.job_id, Path(event.output))
                 while (chunk := await in_assembly(next, chunks, None)) is not None:
                     await results.send(key=key, value=RESULTS.encode(chunk))
-            await jobs.send(key=key, value=JOBS.encode(event))
+            # A job's first progress goes out with its publishing time as the record's
+            # time: its wall time starts there, not when this aggregator first read it.
+            first = isinstance(event, JobProgress) and event.frames_written == 0
+            when = await in_assembly(aggregator.published_at, event.job_id, time.time()) if first else None
+            await jobs.send(key=key, value=JOBS.encode(event), timestamp=when)
             if not isinstance(event, JobProgress):
                 await in_assembly(aggregator.announced, event.job_id)
             try:

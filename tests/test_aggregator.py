@@ -262,3 +262,12 @@ def test_a_long_strict_job_streams_out_with_bounded_memory(tmp_path):
     assert grown < 1_000_000, f"{grown} bytes more after 2,500 frames"  # all of them kept: ~2.7 MB
     done = job.add(JobEnd("long", frames, 0))
     assert isinstance(done, JobCompleted) and done.frames == frames
+
+
+def test_a_jobs_publishing_time_is_used_only_when_plausible(tmp_path, job_records):
+    agg = aggregator(tmp_path)
+    feed(agg, job_records[:1])  # its start: submitted at 0 s, 1970
+    assert agg.published_at("job-1", now_s=100.0) == 0.0
+    assert agg.published_at("job-1", now_s=10**9) is None  # decades old: a wrong clock
+    assert agg.published_at("job-1", now_s=-1.0) is None  # ahead of ours
+    assert agg.published_at("no-such-job", now_s=100.0) is None

@@ -30,7 +30,8 @@ def test_a_batch_rewound_after_a_rebalance_seeks_only_partitions_still_assigned(
             producer.produce(topic, f"{p}-{i}".encode(), partition=p)
     assert producer.flush(30) == 0
 
-    first, second = member(settings, "rewind"), member(settings, "rewind")
+    group = f"{settings.topic_prefix}rewind"
+    first, second = member(settings, group), member(settings, group)
     try:
         first.subscribe([topic])
         batch: list = []
@@ -77,7 +78,7 @@ def test_a_member_with_a_short_session_keeps_its_partitions(broker_kind, setting
         pytest.skip("heartbeats are the client's, the same on every broker")
     kafka.ensure_topics(settings)
     assigned = []
-    member = kafka.consumer(settings, **{"group.id": "short", "session.timeout.ms": 2000})
+    member = kafka.consumer(settings, **{"group.id": f"{settings.topic_prefix}short", "session.timeout.ms": 2000})
     try:
         member.subscribe([settings.names.frames], on_assign=lambda _c, parts: assigned.append(len(parts)))
         deadline = time.monotonic() + 10

@@ -149,12 +149,20 @@ def test_ctrl_c_ends_a_session_with_its_figures_and_a_playable_recording(broker_
         pytest.skip("the live path is the same on every broker")
     services.worker()
     live_ready(services)
-    record = tmp_path / "rec.mp4"
+    record, port = tmp_path / "rec.mp4", free_port()
     session = subprocess.Popen(
         [sys.executable, "-m", "dvp", "live", "--camera", str(clips["long"]), "--record", str(record),
-         "--view", "none"], env={**os.environ, **settings.to_env()}, stdout=subprocess.PIPE,
+         "--view", "mjpeg", "--port", str(port)], env={**os.environ, **settings.to_env()}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    time.sleep(5)  # the 8-s clip is playing
+
+    def first_frame_shown() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as stream:
+                return b"\xff\xd8" in stream.read(60_000)
+        except OSError:
+            return False
+
+    wait_for(first_frame_shown, 60, "the first frame shown")  # the 8-s clip is playing
     session.send_signal(signal.SIGINT)
     out, err = session.communicate(timeout=30)
     assert session.returncode == 0, err
