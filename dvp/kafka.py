@@ -40,14 +40,18 @@ def admin(settings: Settings) -> AdminClient:
     return _client(AdminClient, settings.client_config(**RDKAFKA_LOGS))
 
 
+def heartbeat_ms(session_ms: int) -> int:
+    """A group member heartbeats six times a session: librdkafka's fixed 3 s would
+    miss a short session entirely (a 2-s one was lost, and rebalanced, every 3 s)."""
+    return max(session_ms // 6, 100)
+
+
 def consumer(settings: Settings, **conf) -> Consumer:
-    """A consumer with our settings and the user's pass-through ones on top. A
-    group member heartbeats six times a session: librdkafka's fixed 3 s would miss
-    a short session entirely (a 2-s one was lost, and rebalanced, every 3 s)."""
+    """A consumer with our settings and the user's pass-through ones on top."""
     config = settings.client_config(**conf, **RDKAFKA_LOGS)
     session = str(config.get("session.timeout.ms", ""))  # as it will be, the user's included
     if session.isdigit() and "heartbeat.interval.ms" not in config:  # else librdkafka says what is wrong
-        config["heartbeat.interval.ms"] = max(int(session) // 6, 100)
+        config["heartbeat.interval.ms"] = heartbeat_ms(int(session))
     return _client(Consumer, config)
 
 

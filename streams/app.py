@@ -62,7 +62,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         topic_partitions=settings.processed_partitions,
         topic_replication_factor=replication,
         broker_session_timeout=settings.session_timeout_ms / 1000,
-        broker_heartbeat_interval=max(settings.session_timeout_ms / 6000, 0.5),
+        broker_heartbeat_interval=kafka.heartbeat_ms(settings.session_timeout_ms) / 1000,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         producer_max_request_size=4 * 1024 * 1024,
