@@ -17,10 +17,11 @@ import numpy as np
 from confluent_kafka import Message
 
 from dvp.config import Names
-from dvp.errors import BrokerError, DvpError, MalformedRecord
+from dvp.errors import BrokerError, DvpError, InputError, MalformedRecord
 from dvp.faces import FaceDetector
 from dvp.filters import FilterSpec, parse_spec
 from dvp.kafka import Delivered, ReliableProducer, dead_letter_headers
+from dvp.media import encode_jpeg
 from dvp.messages import (
     ASSEMBLY,
     FRAMES,
@@ -140,10 +141,10 @@ class FrameProcessor:
         else:
             image = spec.apply(image, faces)
             t3 = time.perf_counter()
-            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-            if not ok:
-                raise DvpError(f"frame {frame.index} of job {frame.job_id}: cannot encode the filtered frame")
-            jpeg = encoded.tobytes()
+            try:
+                jpeg = encode_jpeg(image, self.jpeg_quality)
+            except InputError as exc:
+                raise DvpError(f"frame {frame.index} of job {frame.job_id}: {exc}") from None
         t4 = time.perf_counter()
         timings = StageTimings(queue_ms=max(start - frame.produce_ts_us, 0) / 1000,
                                decode_ms=(t1 - t0) * 1000, detect_ms=(t2 - t1) * 1000,

@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import BinaryIO, cast
 
 import av
+import cv2
 import numpy as np
 
 from dvp.errors import InputError
@@ -211,3 +212,11 @@ def _upright(frame) -> np.ndarray:
 
 def _reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """A frame as every stage puts it on the wire: JPEG at `quality` (1-100)."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise InputError(f"cannot encode a {image.shape[1]}x{image.shape[0]} frame as JPEG")
+    return buf.tobytes()

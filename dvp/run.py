@@ -7,15 +7,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-
 from dvp.config import Settings
 from dvp.consumers.sink import BackgroundSink
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.infra.stack import Stack
 from dvp.kafka import ReliableProducer
-from dvp.media import VideoSource
+from dvp.media import VideoSource, encode_jpeg
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.store import OUTPUT_COLUMNS, OUTPUTS_TABLE, Store, StoreError
@@ -54,8 +52,7 @@ def precheck(settings: Settings, path: str, filter_spec: str, privacy: str | Non
             raise InputError(f"{path}: has no video frames")
         frames = source.info.expected_frames
     if settings.bootstrap_servers is None and frames is not None:
-        ok, jpeg = cv2.imencode(".jpg", first.image, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
-        check_broker_memory(path, frames, len(jpeg) if ok else first.image.nbytes, available_memory())
+        check_broker_memory(path, frames, len(encode_jpeg(first.image, settings.jpeg_quality)), available_memory())
 
 
 def check_broker_memory(path: str, frames: int, frame_bytes: int, available: int | None) -> None:

@@ -17,6 +17,7 @@ from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError
 from dvp.filters import parse_spec
+from dvp.media import encode_jpeg
 from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, Frame, ProcessedFrame, now_us
 from dvp.producers.playout import Playout
 
@@ -74,7 +75,7 @@ class LiveSession:
         self.stats = LiveStats()
 
     def send(self, image: np.ndarray, capture_ts_us: int) -> None:
-        jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])[1]
+        jpeg = encode_jpeg(image, self.settings.jpeg_quality)
         with self._lock:
             index = self._next_index
             self._next_index += 1
@@ -82,7 +83,7 @@ class LiveSession:
             if self.first_capture_us is None:
                 self.first_capture_us = capture_ts_us
             self.stats.captured += 1
-        frame = Frame(self.id, index, index, self.spec, PER_FRAME, jpeg.tobytes(), capture_ts_us, now_us())
+        frame = Frame(self.id, index, index, self.spec, PER_FRAME, jpeg, capture_ts_us, now_us())
         self._producer.send(self.settings.names.live, FRAMES.encode(frame), key=self._key,
                             partition=index % self._partitions)
 

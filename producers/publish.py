@@ -12,14 +12,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 from tqdm import tqdm
 
 from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
-from dvp.media import VideoSource
+from dvp.media import VideoSource, encode_jpeg
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
 from dvp.producers.history import check_unused
 from dvp.producers.pacing import Pacing
@@ -59,8 +58,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         first = next(frames, None)
         if first is None:
             raise InputError(f"{path}: has no video frames")
-        quality = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
-        first_jpeg = _jpeg(first.image, quality)
+        first_jpeg = encode_jpeg(first.image, settings.jpeg_quality)
         if len(first_jpeg) + 1024 > producer.max_bytes:
             raise InputError(
                 f"{path}: a {first.image.shape[1]}x{first.image.shape[0]} frame is {len(first_jpeg) / 1e6:.1f} MB "
@@ -87,7 +85,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
             producer.flush(settings.connect_timeout_s)
             for frame in _chain(first, frames):
                 pacing.wait_for_room(frame.index, alive)
-                jpeg = first_jpeg if frame.index == 0 else _jpeg(frame.image, quality)
+                jpeg = first_jpeg if frame.index == 0 else encode_jpeg(frame.image, settings.jpeg_quality)
                 record = Frame(start.job_id, frame.index, frame.pts, start.filter, privacy, jpeg, now_us(), now_us())
                 producer.send(settings.names.frames, FRAMES.encode(record), key=job_key,
                               partition=(base + frame.index) % partitions)
@@ -113,13 +111,6 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
 def _chain(first, rest):
     yield first
     yield from rest
-
-
-def _jpeg(image, quality) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image, quality)
-    if not ok:
-        raise InputError("cannot encode a frame as JPEG")
-    return buf.tobytes()
 
 
 def _abort(producer, topic, job_id, reason, settings) -> None:
