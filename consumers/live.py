@@ -32,7 +32,7 @@ class LiveLoop(threading.Thread):
             "group.id": s.names.live_workers, "auto.offset.reset": "latest", "enable.auto.commit": True,
             "session.timeout.ms": s.session_timeout_ms, "fetch.wait.max.ms": 5, "client.id": self.identity.id})
         producer = kafka.ReliableProducer(s, **kafka.LIVE_PRODUCER)
-        detector = FaceDetector(s.min_confidence, s.detector_range, s.tile)
+        detector = FaceDetector.of(s, live=True)
         detector.detect(np.zeros((480, 640, 3), np.uint8))  # the first inference is slow: not on a live frame
         processor = FrameProcessor(s.names, detector, self.identity, s.jpeg_quality, results_topic=s.names.live_out)
         deadline_us = s.live_deadline_ms * 1000

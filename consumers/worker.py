@@ -66,7 +66,7 @@ def run_worker(settings: Settings, live: bool = True) -> None:
     exactly_once = settings.guarantee == "exactly-once"
     kafka.ensure_topics(settings)
     consumer = _consumer(settings, identity.id, exactly_once)
-    detector = FaceDetector(settings.min_confidence, settings.detector_range, settings.tile)
+    detector = FaceDetector.of(settings)
     processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
     stop = threading.Event()
     attempts = AttemptLog(settings, identity.id, settings.crash_retries, stop)

@@ -45,9 +45,9 @@ def _own_flag(parser: argparse.ArgumentParser, name: str) -> None:
 
 def _privacy_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--privacy", choices=PRIVACY_MODES,
-                        help="strict: faces tracked over neighbouring frames, so a frame where the detector "
-                             "misses is still covered (default for blur, pixelate, blackout); per-frame: each "
-                             "frame's own detections only (default for landmark filters)")
+                        help="strict (default): faces tracked over neighbouring frames, so a frame where the "
+                             "detector misses is still covered; per-frame: each frame's own detections only "
+                             "(filtered by the workers, no look-ahead)")
 
 
 def build_parser() -> argparse.ArgumentParser:

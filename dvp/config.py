@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dvp.errors import DvpError
+from dvp.faces import DEFAULT_CONFIDENCE, DETECTORS
 
 GUARANTEES = ("at-least-once", "exactly-once")
 
@@ -126,17 +127,33 @@ class Settings:
     connect_timeout_s: float = _setting(
         15.0, "DVP_CONNECT_TIMEOUT_S", "how long to wait for an unreachable broker before failing", float,
         check=_at_least(0.1))
+    detector: str = _setting(
+        "centerface", "DVP_DETECTOR",
+        "face detector: centerface (finds small and turned faces) or mediapipe (faster, misses faces under "
+        "about 30 pixels and most turned ones); landmarks come from MediaPipe's face mesh either way",
+        str, flag="--detector", choices=DETECTORS)
+    live_detector: str = _setting(
+        "mediapipe", "DVP_LIVE_DETECTOR",
+        "face detector of live camera frames, which must be back within DVP_LIVE_DEADLINE_MS: mediapipe holds "
+        "25 fps at 640x480 on one core; centerface finds more faces at about 4 times the cost",
+        str, flag="--live-detector", choices=DETECTORS)
+    min_confidence: float | None = _setting(
+        None, "DVP_MIN_CONFIDENCE",
+        "detections below this score are not faces (lower: fewer misses); unset: the detector's own, "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_CONFIDENCE.items()), float,
+        check=lambda v: None if v is None or 0 < v < 1 else f"must be between 0 and 1, got {v:g}")
+    detector_threads: int = _setting(
+        1, "DVP_DETECTOR_THREADS",
+        "threads of one centerface detector (worker processes are the parallelism: two workers of one thread "
+        "beat one of two); 0: as many as the machine has cores", int, check=_at_least(0))
     detector_range: str = _setting(
         "both", "DVP_DETECTOR_RANGE",
-        "MediaPipe models run on each frame: short (close-ups), full (far faces) or both", str,
+        "mediapipe detector: models run on each frame: short (close-ups), full (far faces) or both", str,
         choices=("short", "full", "both"))
-    min_confidence: float = _setting(
-        0.5, "DVP_MIN_CONFIDENCE", "detections below this score are not faces (lower: fewer misses)", float,
-        check=lambda v: None if 0 < v < 1 else f"must be between 0 and 1, got {v:g}")
     tile: int = _setting(
         640, "DVP_TILE",
-        "frames larger than this are also searched in overlapping tiles of this many pixels (and twice, ...): "
-        "smaller finds smaller faces in large frames, and costs more", int, check=_at_least(192))
+        "mediapipe detector: frames larger than this are also searched in overlapping tiles of this many pixels "
+        "(and twice, ...): smaller finds smaller faces in large frames, and costs more", int, check=_at_least(192))
     crash_retries: int = _setting(
         2, "DVP_CRASH_RETRIES",
         "times a frame whose worker died processing it is tried again before it is set aside", int,

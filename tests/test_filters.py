@@ -113,12 +113,10 @@ def test_a_chain_is_its_filters_one_after_the_other(scene):
     assert not np.array_equal(chained, parse_spec("mustache|cartoon:levels=4|outline").apply(image.copy(), faces))
 
 
-def test_a_chain_drawing_on_landmarks_is_not_strict():
-    for covering in ("blur", "pixelate", "blackout", "blur|pixelate"):  # strict privacy by default
-        assert privacy_for(parse_spec(covering)) == STRICT
-    assert privacy_for(parse_spec("blur|mesh")) == PER_FRAME
-    with pytest.raises(FilterSpecError, match="filter 'mesh' draws on face landmarks"):
-        privacy_for(parse_spec("blur|mesh"), STRICT)
+def test_every_chain_is_strict_unless_asked_otherwise():
+    for spec in ("blur", "pixelate", "blackout", "blur|pixelate", "pixelate|mesh", "mustache"):
+        assert privacy_for(parse_spec(spec)) == STRICT
+        assert privacy_for(parse_spec(spec), PER_FRAME) == PER_FRAME
 
 
 def blob_angle(mask: np.ndarray) -> float:

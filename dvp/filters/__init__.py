@@ -15,7 +15,7 @@ import numpy as np
 from dvp.errors import FilterSpecError
 from dvp.faces import Face
 from dvp.filters import blackout, blur, cartoon, emoji, mask, mesh, mustache, outline, pixelate, sunglasses
-from dvp.messages import PER_FRAME, STRICT
+from dvp.messages import STRICT
 
 
 @dataclass(frozen=True)
@@ -119,13 +119,8 @@ def _parse_step(spec: str) -> Step:
 
 
 def privacy_for(spec: FilterSpec, requested: str | None = None) -> str:
-    """A job's privacy mode: strict unless asked otherwise, for the filters that
-    cover the face box; per-frame for those that draw on landmarks, which only
-    the frame's own detection has (strict mode tracks boxes)."""
-    if requested is None:
-        return PER_FRAME if spec.needs_landmarks else STRICT
-    if requested == STRICT and spec.needs_landmarks:
-        drawn = ", ".join(repr(s.filter.name) for s in spec.steps if s.filter.needs_landmarks)
-        raise FilterSpecError(f"--privacy strict: filter {drawn} draws on face landmarks, which only "
-                              f"per-frame detection has; use --privacy per-frame or a filter that covers the face")
-    return requested
+    """A job's privacy mode: strict unless asked otherwise, whatever its filters.
+    Landmark filters draw on each detection's mesh, which the workers send with
+    the boxes; on a frame where a face is only tracked, not found, they fall back
+    to its box, and every covering step of the chain still covers it."""
+    return STRICT if requested is None else requested
