@@ -29,12 +29,13 @@ def reference(src: str, out: str) -> None:
     import av
 
     from dvp.config import Settings
-    from dvp.faces import FaceDetector
+    from dvp.faces import Detectors
     from dvp.filters import parse_spec
     from dvp.streams.encode import VideoEncoder
 
     s = Settings.load()
-    detector, blur = FaceDetector.of(s), parse_spec("blur")
+    detectors, blur = Detectors.of(s), parse_spec("blur")
+    detector = detectors.get(s.detector)
     with av.open(src) as container:
         stream = container.streams.video[0]
         encoder = VideoEncoder(Path(out), stream.width, stream.height, stream.average_rate, stream.time_base,
@@ -43,7 +44,7 @@ def reference(src: str, out: str) -> None:
             image = frame.to_ndarray(format="bgr24")
             encoder.write(blur.apply(image, detector.detect(image)), frame.pts)
         encoder.close()
-    detector.close()
+    detectors.close()
 
 
 def timed(argv: list[str], env: dict | None = None) -> float:

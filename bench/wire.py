@@ -19,7 +19,7 @@ from confluent_kafka import TopicPartition
 from dvp import kafka
 from dvp.config import Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity, send_outcome
-from dvp.faces import FaceDetector
+from dvp.faces import Detectors
 from dvp.infra import tansu
 from dvp.messages import ASSEMBLY, FRAMES, ProcessedFrame
 from dvp.producers.publish import publish
@@ -114,15 +114,15 @@ def measure_results(settings: Settings) -> tuple:
     frames, _ = fetch_all(settings, settings.names.frames)
     counted = Counted()
     producer = kafka.ReliableProducer(settings, **counted.conf())
-    detector = FaceDetector.of(settings)
-    processor = FrameProcessor(settings.names, detector, WorkerIdentity("bench", "bench", "127.0.0.1", 0),
+    detectors = Detectors.of(settings)
+    processor = FrameProcessor(settings.names, detectors, WorkerIdentity("bench", "bench", "127.0.0.1", 0),
                                settings.jpeg_quality)
     try:
         for offset, value in enumerate(frames):
             send_outcome(producer, processor.process(Consumed(settings.names.frames, 0, offset, None, value)), None)
         producer.flush(30)
     finally:
-        detector.close()
+        detectors.close()
     counted.settle(producer)
     values, fetched = fetch_all(settings, settings.names.processed)
     results = [r for r in map(ASSEMBLY.decode, values) if isinstance(r, ProcessedFrame)]

@@ -19,7 +19,7 @@ from confluent_kafka import Message
 
 from dvp.config import Names
 from dvp.errors import BrokerError, DvpError, InputError, MalformedRecord
-from dvp.faces import FaceDetector
+from dvp.faces import Detectors
 from dvp.filters import FilterSpec, parse_spec
 from dvp.kafka import Delivered, ReliableProducer, dead_letter_headers
 from dvp.media import encode_jpeg
@@ -91,11 +91,11 @@ def _spec(text: str) -> FilterSpec:
 
 
 class FrameProcessor:
-    def __init__(self, names: Names, detector: FaceDetector, identity: WorkerIdentity, jpeg_quality: int,
+    def __init__(self, names: Names, detectors: Detectors, identity: WorkerIdentity, jpeg_quality: int,
                  results_topic: str | None = None):
         self.names = names
         self.results_topic = results_topic or names.processed  # live frames go to names.live_out
-        self.detector = detector
+        self.detectors = detectors  # each frame names the one its job asks for
         self.identity = identity
         self.jpeg_quality = jpeg_quality
         self.processed = 0
@@ -135,7 +135,7 @@ class FrameProcessor:
             raise MalformedRecord(f"frame {frame.index} of job {frame.job_id}: undecodable JPEG")
         t1 = time.perf_counter()
         strict = frame.privacy == STRICT
-        faces = self.detector.detect(image, landmarks=spec.needs_landmarks)
+        faces = self.detectors.get(frame.detector).detect(image, landmarks=spec.needs_landmarks)
         t2 = time.perf_counter()
         if strict:
             jpeg, t3 = frame.jpeg, t2

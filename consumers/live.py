@@ -14,7 +14,7 @@ from dvp import kafka
 from dvp.config import Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity, send_outcome
 from dvp.errors import DvpError, MalformedRecord
-from dvp.faces import FaceDetector
+from dvp.faces import Detectors
 from dvp.messages import FRAMES, PER_FRAME, now_us
 
 log = logging.getLogger("dvp.worker")
@@ -32,9 +32,10 @@ class LiveLoop(threading.Thread):
             "group.id": s.names.live_workers, "auto.offset.reset": "latest", "enable.auto.commit": True,
             "session.timeout.ms": s.session_timeout_ms, "fetch.wait.max.ms": 5, "client.id": self.identity.id})
         producer = kafka.ReliableProducer(s, **kafka.LIVE_PRODUCER)
-        detector = FaceDetector.of(s, live=True)
-        detector.detect(np.zeros((480, 640, 3), np.uint8))  # the first inference is slow: not on a live frame
-        processor = FrameProcessor(s.names, detector, self.identity, s.jpeg_quality, results_topic=s.names.live_out)
+        detectors = Detectors.of(s, ready=(s.live_detector,))
+        # The first inference is slow: not on a live frame.
+        detectors.get(s.live_detector).detect(np.zeros((480, 640, 3), np.uint8))
+        processor = FrameProcessor(s.names, detectors, self.identity, s.jpeg_quality, results_topic=s.names.live_out)
         deadline_us = s.live_deadline_ms * 1000
         consumer.subscribe([s.names.live], on_assign=lambda _c, parts: log.info(
             "live frames from partitions %s", sorted(tp.partition for tp in parts)))
@@ -62,5 +63,5 @@ class LiveLoop(threading.Thread):
         finally:
             producer.flush(5)
             consumer.close()
-            detector.close()
+            detectors.close()
             log.info("live: %d frames processed, %d dropped past their deadline", self.processed, self.dropped)

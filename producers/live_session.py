@@ -83,7 +83,8 @@ class LiveSession:
             if self.first_capture_us is None:
                 self.first_capture_us = capture_ts_us
             self.stats.captured += 1
-        frame = Frame(self.id, index, index, self.spec, PER_FRAME, jpeg, capture_ts_us, now_us())
+        frame = Frame(self.id, index, index, self.spec, PER_FRAME, jpeg, capture_ts_us, now_us(),
+                      self.settings.live_detector)
         self._producer.send(self.settings.names.live, FRAMES.encode(frame), key=self._key,
                             partition=index % self._partitions)
 

@@ -7,6 +7,8 @@ of the frames topic so that all workers share one video."""
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 import uuid
 import zlib
 from collections.abc import Callable
@@ -33,8 +35,14 @@ class Published:
 
 
 def new_job_id(path: str) -> str:
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in os.path.basename(path).rsplit(".", 1)[0])
-    return f"{stem[:40] or 'job'}-{uuid.uuid4().hex[:8]}"
+    """A new job id from a file name in any script: its ASCII letters and digits
+    (accents dropped: 'café' -> 'cafe'), runs of anything else as one '-', and a
+    random suffix; the same rule as every job id (`valid_job_id`)."""
+    stem = os.path.basename(path).rsplit(".", 1)[0]
+    decomposed = unicodedata.normalize("NFKD", stem)
+    ascii_stem = "".join(c if c.isascii() else "" if unicodedata.combining(c) else "-" for c in decomposed)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_stem).strip("-")[:40].strip("-")
+    return f"{slug or 'job'}-{uuid.uuid4().hex[:8]}"
 
 
 def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
@@ -86,7 +94,8 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
             for frame in _chain(first, frames):
                 pacing.wait_for_room(frame.index, alive)
                 jpeg = first_jpeg if frame.index == 0 else encode_jpeg(frame.image, settings.jpeg_quality)
-                record = Frame(start.job_id, frame.index, frame.pts, start.filter, privacy, jpeg, now_us(), now_us())
+                record = Frame(start.job_id, frame.index, frame.pts, start.filter, privacy, jpeg, now_us(), now_us(),
+                               settings.detector)
                 producer.send(settings.names.frames, FRAMES.encode(record), key=job_key,
                               partition=(base + frame.index) % partitions)
                 count += 1

@@ -139,8 +139,9 @@ class Track:
 
 def _distance(predicted: Box, found: Box) -> float:
     """How far a detection is from where a track expects its face, in face sizes;
-    infinite when the sizes differ too much to be the same face."""
-    ratio = found.w / predicted.w
+    infinite when the sizes differ too much to be the same face. Sizes are the
+    longer side: a face turning away narrows, but stays as tall."""
+    ratio = max(found.w, found.h) / max(predicted.w, predicted.h)
     if not 0.5 <= ratio <= 2.0:
         return float("inf")
     return ((found.cx - predicted.cx) ** 2 + (found.cy - predicted.cy) ** 2) ** 0.5 / max(predicted.w, predicted.h)

@@ -5,7 +5,7 @@ import pytest
 
 from dvp.config import Names
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
-from dvp.faces import FaceDetector
+from dvp.faces import Detectors, FaceDetector
 from dvp.messages import ASSEMBLY, FRAMES, METRICS, Frame, FrameFailed, FrameMetrics, ProcessedFrame
 from dvp.sample import astronaut_face, background
 
@@ -16,9 +16,9 @@ FACE = (slice(80, 280), slice(140, 340))  # where the test puts the face
 
 @pytest.fixture(scope="module")
 def processor():
-    detector = FaceDetector()
-    yield FrameProcessor(NAMES, detector, ME, jpeg_quality=90)
-    detector.close()
+    detectors = Detectors(FaceDetector)
+    yield FrameProcessor(NAMES, detectors, ME, jpeg_quality=90)
+    detectors.close()
 
 
 def scene() -> np.ndarray:
@@ -32,10 +32,10 @@ def consumed(value: bytes, offset: int = 7) -> Consumed:
 
 
 def frame_record(image: np.ndarray, filter_spec: str = "blackout", jpeg: bytes | None = None,
-                 privacy: str = "per-frame") -> bytes:
+                 privacy: str = "per-frame", detector: str = "centerface") -> bytes:
     if jpeg is None:
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-    return FRAMES.encode(Frame("job-1", 4, 400, filter_spec, privacy, jpeg, 1, 2))
+    return FRAMES.encode(Frame("job-1", 4, 400, filter_spec, privacy, jpeg, 1, 2, detector))
 
 
 def test_a_frame_comes_out_filtered_where_the_face_is_with_its_metrics(processor):
@@ -87,6 +87,7 @@ def test_a_record_that_is_no_frame_becomes_a_dead_letter_with_its_origin(process
 @pytest.mark.parametrize("record, reason", [
     (frame_record(scene(), jpeg=b"\xff\xd8 not a jpeg"), "undecodable JPEG"),
     (frame_record(scene(), filter_spec="no-such-filter"), "unknown filter"),
+    (frame_record(scene(), detector="yolo\x1b[2J"), "unknown face detector 'yolo\\x1b[2J'"),
 ])
 def test_a_frame_that_breaks_a_stage_fails_its_job_and_is_set_aside(processor, record, reason):
     outcome = processor.process(consumed(record))
@@ -95,6 +96,13 @@ def test_a_frame_that_breaks_a_stage_fails_its_job_and_is_set_aside(processor, r
     assert isinstance(failed, FrameFailed) and failed.index == 4 and reason in failed.reason
     [letter] = outcome.also
     assert letter.topic == NAMES.deadletter and letter.value == record
+
+
+def test_each_frame_is_searched_by_the_detector_its_job_asks_for(processor):
+    for detector in ("mediapipe", "centerface"):
+        result = ASSEMBLY.decode(processor.process(consumed(frame_record(scene(), detector=detector))).result.value)
+        assert len(result.faces) == 1
+    assert set(processor.detectors._made) == {"centerface", "mediapipe"}
 
 
 def test_a_refused_result_becomes_a_failure_of_its_frame(processor):

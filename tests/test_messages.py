@@ -16,6 +16,7 @@ from dvp.messages import (
     JobStart,
     ProcessedFrame,
     StageTimings,
+    valid_job_id,
 )
 
 TIMINGS = StageTimings(1.0, 2.0, 3.0, 4.0, 5.0)
@@ -71,3 +72,14 @@ def test_dataclasses_must_match_their_schema():
         reason: int
     with pytest.raises(TypeError, match="does not match Avro"):
         check_matches(JobAbort, load_schema("JobAbort"))
+
+
+@pytest.mark.parametrize("name, stem", [
+    ("café 東京 (1).mp4", "cafe-1-"), ("_MG_0001.mp4", "MG-0001-"), ("(1) clip.mp4", "1-clip-"),
+    ("東京.mp4", "job-"), (".mp4", "job-"), ("Ünïcödé—dash.MOV", "Unicode-dash-"), ("a" * 300 + ".mp4", "a" * 40 + "-"),
+])
+def test_a_job_id_from_any_file_name_is_a_valid_one(name, stem):
+    """The workers refuse ids outside JOB_ID: one made from a name must never be (it hung the publisher)."""
+    from dvp.producers.publish import new_job_id
+    job_id = new_job_id(f"/videos/{name}")
+    assert valid_job_id(job_id) and job_id.startswith(stem) and len(job_id) == len(stem) + 8

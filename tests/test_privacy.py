@@ -129,3 +129,10 @@ def test_one_jittery_box_does_not_fling_the_cover():
     out = run(TemporalCover(reach=12), seen)
     for faces in out[10:22]:  # held where it was, not moving on at 60 px a frame
         assert covers(faces, 100) and all(f.x > 40 and f.x + f.w < 220 for f in faces)
+
+
+def test_a_face_turning_away_stays_one_track():
+    # Found on every frame; on frames 10-12 turned: its box half as wide, as tall.
+    seen = [[Face(100 + 5 * i, 100, 18, 40, 0.5)] if 10 <= i <= 12 else box(100 + 5 * i) for i in range(30)]
+    out = run(TemporalCover(reach=12), seen)
+    assert all(len(faces) == 1 for faces in out)  # no second track held over its neighbours
