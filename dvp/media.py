@@ -16,6 +16,8 @@ import numpy as np
 
 from dvp.errors import InputError
 
+MIN_SIDE = 2  # pixels: H.264 in 4:2:0 takes even sizes, and a side under 2 rounds down to 0
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -59,6 +61,11 @@ class VideoSource:
             self._container.close()
             raise InputError(f"{path}: has no video stream")
         self._video = self._container.streams.video[0]
+        width, height = self._video.width, self._video.height
+        if width < MIN_SIDE or height < MIN_SIDE:  # the output's even sizes would round it to nothing
+            self._container.close()
+            raise InputError(f"{path}: is {width}x{height} pixels, too small to filter "
+                             f"(at least {MIN_SIDE}x{MIN_SIDE})")
         self._video.thread_type = "AUTO"
         self._audio = self._container.streams.audio[0] if self._container.streams.audio else None
         fps = self._video.average_rate or self._video.guessed_rate or Fraction(25)

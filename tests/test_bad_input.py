@@ -68,6 +68,17 @@ def make_input(kind, clips, tmp_path):
             out.mux(stream.encode(frame))
             out.mux(stream.encode())
         return path
+    if kind == "1x1":
+        path = tmp_path / "dot.avi"
+        with av.open(str(path), "w", format="avi") as out:
+            stream = out.add_stream("rawvideo", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 1, 1, "bgr24"
+            for i in range(5):
+                frame = av.VideoFrame.from_ndarray(np.full((1, 1, 3), 200, np.uint8), format="bgr24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode())
+        return path
     raise ValueError(kind)
 
 
@@ -77,6 +88,7 @@ def make_input(kind, clips, tmp_path):
     ("truncated", "not a video FFmpeg can read"),
     ("no-frames", "has no video frames"),
     ("audio-only", "has no video stream"),
+    ("1x1", "is 1x1 pixels, too small to filter"),
 ])
 def test_bad_files_are_refused_before_anything_starts(kind, message, clips, tmp_path):
     source = make_input(kind, clips, tmp_path)
