@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tests.ground_truth import Box, TruthFrame, clip_box
+from tests.ground_truth import Box, TruthFrame, clip_box, place
 
 
 @dataclass(frozen=True)
@@ -113,16 +113,8 @@ def _occlude(image: np.ndarray, face: Box) -> Box:
     y1 = int(y + 1.4 * h)
     if x1 - x0 > 1 and y1 - top > 1:
         patch = cv2.resize(cup, (x1 - x0, y1 - top), interpolation=cv2.INTER_AREA)
-        _paste(image, patch, x0, top)
+        place(image, patch, x0, top)
     return x, y, w, 0.5 * h
-
-
-def _paste(image: np.ndarray, photo: np.ndarray, x: int, y: int) -> None:
-    h, w = photo.shape[:2]
-    x0, y0 = max(x, 0), max(y, 0)
-    x1, y1 = min(x + w, image.shape[1]), min(y + h, image.shape[0])
-    if x1 > x0 and y1 > y0:
-        image[y0:y1, x0:x1] = photo[y0 - y:y1 - y, x0 - x:x1 - x]
 
 
 def scene_clip(width: int, height: int, placements: list[Placement], frames: int,
@@ -140,7 +132,7 @@ def scene_clip(width: int, height: int, placements: list[Placement], frames: int
             photo, (fx, fy, fw, fh) = _render(who[p.who], p.face_px, "" if trouble == "occluded" else trouble)
             left = int(p.cx * width + p.dx * i - fx - fw / 2)
             top = int(p.cy * height + p.dy * i - fy - fh / 2)
-            _paste(image, photo, left, top)
+            place(image, photo, left, top)
             face: Box = (left + fx, top + fy, fw, fh)
             if trouble == "occluded":
                 face = _occlude(image, face)
