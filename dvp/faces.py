@@ -87,7 +87,6 @@ class FaceDetector:
 
     def __init__(self, detector: str = "centerface", min_confidence: float | None = None,
                  detector_range: str = "both", tile: int = 640, threads: int = 1):
-        self.name = detector
         self._min_confidence = DEFAULT_CONFIDENCE.get(detector, 0.5) if min_confidence is None else min_confidence
         # The models take a while to load, longer on a busy machine: they load on a
         # thread while the caller goes on (a worker joins its group meanwhile), and
