@@ -24,7 +24,8 @@ def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_
         pytest.skip("Tansu shows aborted records to read_committed readers: no exactly-once there")
     # 40000 pixels wide: MediaPipe's image transform fails an OpenCV assertion in C++
     # and aborts the whole process, whichever worker takes the frame (CenterFace,
-    # the default detector, takes it: this is a frame that kills MediaPipe's worker).
+    # the default detector, takes it: this is a frame that kills MediaPipe's worker,
+    # and the job asks for MediaPipe).
     settings = settings.replace(guarantee=guarantee, detector="mediapipe")
     services.settings = settings
     poison = jpeg(np.zeros((8, 40000, 3), np.uint8))
@@ -39,7 +40,8 @@ def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_
     watcher = JobWatcher(settings)
     try:
         for i, image in enumerate(frames):
-            record = Frame("poisoned", i, i, "blur", "per-frame", poison if i == 5 else image, now_us(), now_us())
+            record = Frame("poisoned", i, i, "blur", "per-frame", poison if i == 5 else image, now_us(), now_us(),
+                           settings.detector)
             producer.send(settings.names.frames, FRAMES.encode(record), key=key,
                           partition=(key_partition(key, settings.frames_partitions) + i) % settings.frames_partitions)
         producer.send(settings.names.processed, ASSEMBLY.encode(JobEnd("poisoned", 10, 0)), key=key)
