@@ -21,8 +21,8 @@ from dvp.config import Names
 from dvp.errors import BrokerError, DvpError, InputError, MalformedRecord
 from dvp.faces import Detectors
 from dvp.filters import FilterSpec, parse_spec
-from dvp.kafka import Delivered, ReliableProducer, dead_letter_headers
-from dvp.media import encode_jpeg
+from dvp.kafka import KAFKA_DEFAULT_MAX_BYTES, RECORD_OVERHEAD, Delivered, ReliableProducer, dead_letter_headers
+from dvp.media import encode_jpeg_within
 from dvp.messages import (
     ASSEMBLY,
     FRAMES,
@@ -143,7 +143,9 @@ class FrameProcessor:
             image = spec.apply(image, faces)
             t3 = time.perf_counter()
             try:
-                jpeg = encode_jpeg(image, self.jpeg_quality)
+                # No larger than the frame as it came: the publisher fitted that to the cluster.
+                jpeg, _quality = encode_jpeg_within(image, self.jpeg_quality, max(
+                    len(frame.jpeg), KAFKA_DEFAULT_MAX_BYTES - RECORD_OVERHEAD))
             except InputError as exc:
                 raise DvpError(f"frame {frame.index} of job {frame.job_id}: {exc}") from None
         t4 = time.perf_counter()

@@ -50,6 +50,24 @@ def _privacy_flag(parser: argparse.ArgumentParser) -> None:
                              "(filtered by the workers, no look-ahead)")
 
 
+def _source_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--audio-track", type=int, metavar="N",
+                        help="keep only the Nth audio track (1 is the first; default: every track)")
+    parser.add_argument("--keep-metadata", action="store_true",
+                        help="keep every tag of the source, location and device included (default: title, "
+                             "creation time and other tags that describe the video; the rest is stripped)")
+
+
+def _source_options(args):
+    from dvp.media import SourceOptions
+    return SourceOptions(audio_track=args.audio_track, keep_metadata=args.keep_metadata)
+
+
+def _notes(notes: list[str]) -> list[str]:
+    """A job's notes as terminal lines; they come from a topic: no control characters."""
+    return [f"note      {''.join(c if c.isprintable() else '?' for c in note)}" for note in notes]
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(prog="dvp", description="Distributed video face filters on Kafka.")
@@ -61,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output MP4")
     p.add_argument("--filter", default="blur", help=FILTER_HELP)
     _privacy_flag(p)
+    _source_flags(p)
     p.add_argument("--workers", type=int, default=2, help="worker processes to start (default 2)")
     _own_flag(p, "guarantee")
     _own_flag(p, "stall_timeout_s")
@@ -70,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--filter", required=True, help=FILTER_HELP)
     _privacy_flag(p)
+    _source_flags(p)
     p.add_argument("--job-id", help="job id (default: file name plus a random suffix)")
     p.add_argument("--wait", action="store_true", help="wait until the job is done")
     p.add_argument("-o", "--output", help="with --wait: write the filtered video here (without --wait: "
@@ -160,8 +180,9 @@ def _dispatch(args) -> int:
         if Path(args.output).is_dir():
             raise DvpError(f"{args.output}: is a directory; name the output file")
         summary = run_job(settings, args.input, args.output, args.filter,
-                          _positive(args.workers, "--workers"), progress=not args.quiet, privacy=args.privacy)
-        print("\n".join(summary.lines()))
+                          _positive(args.workers, "--workers"), progress=not args.quiet, privacy=args.privacy,
+                          options=_source_options(args))
+        print("\n".join(summary.lines() + _notes(summary.notes)))
     elif args.command == "publish":
         return _publish(settings, args)
     elif args.command == "live":
@@ -169,7 +190,8 @@ def _dispatch(args) -> int:
     elif args.command == "fetch":
         from dvp.producers.history import fetch
         done = fetch(settings, args.job_id, Path(args.output).absolute())
-        print(f"{args.output} ({done.frames} frames, {done.duration_s:.2f} s of video)")
+        print("\n".join([f"{args.output} ({done.frames} frames, {done.duration_s:.2f} s of video)",
+                         *_notes(done.notes)]))
     elif args.command == "worker":
         _quiet_ml_logs()
         from dvp.consumers.pool import run_pool
@@ -285,12 +307,13 @@ def _publish(settings: Settings, args) -> int:
         watcher = JobWatcher(settings)
     try:
         published = publish(settings, args.input, args.filter, job_id=args.job_id, progress=not args.quiet,
-                            privacy=args.privacy)
+                            privacy=args.privacy, options=_source_options(args))
         print(f"published {published.frames} frames as job {published.start.job_id}")
         if watcher is not None:
             done = watcher.wait(published.start.job_id, published.frames, progress=not args.quiet,
                                 timeout=settings.stall_timeout_s, save_to=output)
-            print(f"completed: {output or done.output} ({done.frames} frames, {done.faces} faces)")
+            print("\n".join([f"completed: {output or done.output} ({done.frames} frames, {done.faces} faces)",
+                             *_notes(done.notes)]))
     finally:
         if watcher is not None:
             watcher.close()

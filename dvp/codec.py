@@ -63,6 +63,8 @@ def check_matches(cls: type, schema: dict) -> None:
             hint = next(a for a in typing.get_args(hint) if a is not type(None))
         if isinstance(avro, dict) and avro.get("type") == "array":
             avro, hint = avro["items"], typing.get_args(hint)[0]
+        elif isinstance(avro, dict) and avro.get("type") == "map":  # string keys, as Avro's always are
+            avro, hint = avro["values"], typing.get_args(hint)[1]
         expected = _PY_TYPES.get(avro) if isinstance(avro, str) else None
         if expected is None:  # a named record
             expected = _REGISTRY[avro.split(".")[-1]] if isinstance(avro, str) else None

@@ -19,3 +19,8 @@ class BrokerError(DvpError):
 
 class MalformedRecord(DvpError):
     """A record on a topic is not a valid dvp message."""
+
+
+class JobError(DvpError):
+    """A job's records cannot make its video (a frame of another size, too many faces):
+    that job fails with this reason, the others go on."""

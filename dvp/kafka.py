@@ -23,6 +23,12 @@ FETCH_MAX_WAIT_MS = 100
 # Live frames are for now: sent at once, acknowledged by the leader alone, without the
 # idempotent producer's start-up handshake; a lost one is a skipped frame, no more.
 LIVE_PRODUCER: dict[str, Any] = {"linger.ms": 0, "enable.idempotence": False, "acks": 1}
+# The largest record dvp sends, and asks the topics it creates to take: an 8K frame
+# with camera detail is about 20 MB as JPEG. Kafka's own default is 1 MB.
+RECORD_MAX_BYTES = 32 * 1024 * 1024
+KAFKA_DEFAULT_MAX_BYTES = 1_000_000
+# Room in a record for what travels beside a frame's JPEG (ids, times, faces).
+RECORD_OVERHEAD = 64 * 1024
 
 
 T = TypeVar("T")
@@ -122,6 +128,7 @@ def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -
     # Given a replication factor, acknowledged writes survive the loss of one
     # replica; left to the cluster, so is min.insync.replicas.
     config = {"min.insync.replicas": str(rf - 1)} if settings.replication_factor >= 3 else {}
+    config["max.message.bytes"] = str(RECORD_MAX_BYTES)
     missing = [NewTopic(name, parts, rf, config={
                    **config, **({"cleanup.policy": "compact"} if name in (compacted or {}) else {})})
                for name, parts in wanted.items() if name not in existing]
@@ -139,6 +146,22 @@ def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -
 
     wait_until(all_led, settings.connect_timeout_s,
                f"topics {sorted(wanted)} did not appear on {settings.bootstrap}", error=BrokerError)
+
+
+def max_record_bytes(settings: Settings, producer: ReliableProducer, *topics: str) -> int:
+    """The largest record `producer` may send to all of `topics`: its own limit, or
+    less where a topic says so (a cluster whose topics were made before dvp made them)."""
+    client = wait_reachable(settings)
+    limit = producer.max_bytes
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
+    for future in client.describe_configs(resources).values():
+        try:
+            entry = future.result(timeout=settings.connect_timeout_s).get("max.message.bytes")
+        except (KafkaException, TimeoutError):
+            continue  # a broker that does not say: the producer's limit stands, and the broker has the last word
+        if entry is not None and str(entry.value).isdigit():
+            limit = min(limit, int(entry.value))
+    return limit
 
 
 def diagnose(settings: Settings) -> list[str]:
@@ -261,12 +284,13 @@ class ReliableProducer:
     def __init__(self, settings: Settings, transactional_id: str | None = None, **extra):
         conf = settings.client_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            "message.max.bytes": RECORD_MAX_BYTES + RECORD_OVERHEAD,
             # Java-compatible key hashing: every client puts a job on the same partition.
             "partitioner": "murmur2_random", **RDKAFKA_LOGS, **extra})
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
         self._producer = _client(Producer, conf)
-        self.max_bytes = int(conf.get("message.max.bytes", 1_000_000))
+        self.max_bytes = int(conf["message.max.bytes"])
         self.errors: list[str] = []
         self.timeout = settings.connect_timeout_s
         if transactional_id is not None:

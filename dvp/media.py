@@ -1,22 +1,35 @@
-"""Reading source media with PyAV: video frames as BGR arrays, audio remuxed as-is."""
+"""Reading source media with PyAV: video frames as BGR arrays in the colours players
+show, the other tracks remuxed as they are, the container's tags by policy, and
+damage skipped over as players skip it."""
 from __future__ import annotations
 
 import heapq
 import os
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import av
 import cv2
 import numpy as np
 
+from dvp.colour import Conversion
 from dvp.errors import InputError
+from dvp.metadata import Metadata
 
 MIN_SIDE = 2  # pixels: H.264 in 4:2:0 takes even sizes, and a side under 2 rounds down to 0
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    audio_track: int | None = None  # keep only this audio track (1 is the first); None: all of them
+    keep_metadata: bool = False  # keep location, device and every other tag too
+
+
+EVERY_TRACK = SourceOptions()  # the default: every audio track, the tags that describe the video
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,7 @@ class VideoInfo:
     fps: Fraction
     time_base: Fraction
     frame_count: int | None
-    has_audio: bool
+    has_audio: bool  # audio tracks to carry, sent as the side file
     duration_s: float | None = None  # as the container states it
 
     @property
@@ -47,7 +60,7 @@ class VideoSource:
     copies its audio packets (timestamps rebased like the video's) into a
     Matroska file, which carries any codec without re-encoding."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, options: SourceOptions = EVERY_TRACK):
         if not os.path.exists(path):
             raise InputError(f"{path}: no such file")
         if os.path.isdir(path):
@@ -67,15 +80,20 @@ class VideoSource:
             raise InputError(f"{path}: is {width}x{height} pixels, too small to filter "
                              f"(at least {MIN_SIDE}x{MIN_SIDE})")
         self._video.thread_type = "AUTO"
-        self._audio = self._container.streams.audio[0] if self._container.streams.audio else None
+        self._audio = _chosen_audio(path, list(self._container.streams.audio), options.audio_track)
         fps = self._video.average_rate or self._video.guessed_rate or Fraction(25)
         self.info = VideoInfo(
             fps=Fraction(fps),
             time_base=Fraction(self._video.time_base or Fraction(1, 90000)),
             frame_count=self._video.frames or None,
-            has_audio=self._audio is not None,
+            has_audio=bool(self._audio),
             duration_s=self._container.duration / av.time_base if self._container.duration else None,
         )
+        self.metadata = Metadata.of(self._container.metadata, keep_all=options.keep_metadata)
+        self.conversion: Conversion | None = None  # known once the first frame is decoded
+        self.skipped_packets = 0  # packets that did not decode, skipped as players skip them
+        self.frames_read = 0
+        self.ended_early = False  # the file stops where it should go on (cut short, damaged)
         self._audio_copy: _AudioCopy | None = None
 
     def __enter__(self) -> VideoSource:
@@ -90,37 +108,78 @@ class VideoSource:
             self._audio_copy.close()
 
     def frames(self) -> Iterator[SourceFrame]:
-        """Decode every video frame; audio packets met on the way are kept."""
-        info, index = self.info, 0
+        """Decode every video frame; audio packets met on the way are kept. Packets
+        that do not decode are skipped and counted; a file that stops early ends
+        the frames there. Only a file with no decodable frame is refused."""
+        info = self.info
         first_pts: int | None = None
         last_pts = -1
         order = _DisplayOrder()
-        streams = [self._video] + ([self._audio] if self._audio is not None else [])
-        if self._audio is not None:
-            self._audio_copy = _AudioCopy(self._audio, info.time_base)
+        streams = [self._video, *self._audio]
+        if self._audio:
+            self._audio_copy = _AudioCopy(self._audio, info.time_base, self._container.chapters())
 
         def decoded() -> Iterator[tuple[av.VideoFrame, int]]:
-            count = 0
-            for packet in self._container.demux(*streams):
-                if self._audio_copy is not None and packet.stream is self._audio:
-                    self._audio_copy.add(packet, first_pts)
-                    continue
-                for frame in cast(list[av.VideoFrame], packet.decode()):
-                    yield from order.push(frame, frame.pts if frame.pts is not None
-                                          else round(count / info.fps / info.time_base))
-                    count += 1
+            for count, frame in enumerate(self._pictures(streams, lambda: first_pts)):
+                yield from order.push(frame, frame.pts if frame.pts is not None
+                                      else round(count / info.fps / info.time_base))
             yield from order.drain()
 
-        try:
-            for frame, pts in decoded():
-                if first_pts is None:
-                    first_pts = pts
-                # Encoders need strictly increasing timestamps; broken files repeat them.
-                last_pts = max(pts - first_pts, last_pts + 1)
-                yield SourceFrame(index, last_pts, _upright(frame))
-                index += 1
-        except av.error.FFmpegError as exc:
-            raise InputError(f"{self.path}: corrupt video at frame {index} ({_reason(exc)})") from None
+        for frame, pts in decoded():
+            if first_pts is None:
+                first_pts = pts
+                self.conversion = conversion = Conversion.of(frame)
+            # Encoders need strictly increasing timestamps; broken files repeat them.
+            last_pts = max(pts - first_pts, last_pts + 1)
+            yield SourceFrame(self.frames_read, last_pts, _upright(frame, conversion))
+            self.frames_read += 1
+        if self.frames_read == 0:
+            damaged = self.skipped_packets or self.ended_early
+            raise InputError(f"{self.path}: has no video frame{' that decodes' if damaged else 's'}")
+
+    def _pictures(self, streams, video_start: Callable[[], int | None]) -> Iterator[av.VideoFrame]:
+        """The video's frames in decode order, the other packets handed to the
+        audio copy on the way. A packet that does not decode is skipped; where the
+        file is cut short or its container damaged, the frames before the damage."""
+        packets = self._container.demux(*streams)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError:
+                self.ended_early = True
+                packet = None  # no end-of-stream packet will come: flush the decoder now
+            if packet is not None and packet.stream is not self._video:
+                if self._audio_copy is not None:
+                    self._audio_copy.add(packet, video_start())
+                continue
+            try:
+                yield from self._video.decode(packet)
+            except av.error.FFmpegError:
+                self.skipped_packets += 1
+            if packet is None:
+                return
+
+    def notes(self) -> list[str]:
+        """What the output will lack or change against this source, once frames() is done."""
+        notes = []
+        # The video's own count or length: a container's duration also spans its other tracks.
+        video = self._video
+        expected = video.frames or (round(video.duration * self.info.time_base * self.info.fps)
+                                    if video.duration else None)
+        if self.ended_early or (expected and self.frames_read + self.skipped_packets < expected * 0.98 - 1):
+            of = f" of the {expected} it states" if expected else ""
+            notes.append(f"the file ends early: {self.frames_read} frames{of} could be read")
+        if self.skipped_packets:
+            notes.append(f"damaged video packets skipped: {self.skipped_packets}")
+        if self.conversion is not None and self.conversion.note:
+            notes.append(self.conversion.note)
+        if self.metadata.stripped:
+            notes.append(f"metadata stripped: {', '.join(self.metadata.stripped)} (--keep-metadata keeps it)")
+        notes += [f"{_track_name(s)} not carried: MP4 output carries video and audio only"
+                  for s in self._container.streams if s.type not in ("video", "audio")]
+        return notes
 
     def audio_chunks(self, size: int) -> Iterator[bytes]:
         """The audio track as Matroska bytes, in pieces; call after frames()."""
@@ -156,17 +215,24 @@ class _DisplayOrder:
 
 
 class _AudioCopy:
-    """Audio packets remuxed without decoding into a Matroska file, their
-    timestamps shifted like the video's so that both start together."""
+    """Audio packets of every track kept, remuxed without decoding into a Matroska
+    file with their languages, in their order, with the source's chapters; their
+    timestamps shifted like the video's so that all start together."""
 
-    def __init__(self, stream, video_time_base: Fraction):
-        self._stream = stream
+    def __init__(self, streams: list, video_time_base: Fraction, chapters: list):
         self._video_time_base = video_time_base
         self._file: BinaryIO = tempfile.TemporaryFile(prefix="dvp-audio-")
         self._out = av.open(self._file, "w", format="matroska")
-        self._out_stream = self._out.add_stream_from_template(stream)
+        self._out_streams = {}
+        for stream in streams:
+            copy = self._out.add_stream_from_template(stream)
+            if stream.language:
+                copy.metadata["language"] = stream.language
+            self._out_streams[stream.index] = copy
+        if chapters:
+            self._out.set_chapters(chapters)
         self._pending: list = []
-        self._shift: int | None = None  # known once the first picture is decoded
+        self._shift: int | None = None  # in video time base, known once the first picture is decoded
         self._finished = False
 
     def add(self, packet, video_start_pts: int | None) -> None:
@@ -176,28 +242,29 @@ class _AudioCopy:
             self._pending.append(packet)
             return
         if self._shift is None:
-            self._shift = round(video_start_pts * self._video_time_base / self._stream.time_base)
-            self._flush_pending(self._shift)
-        self._mux(packet, self._shift)
+            self._shift = video_start_pts
+            self._flush_pending()
+        self._mux(packet)
 
-    def _flush_pending(self, shift: int) -> None:
+    def _flush_pending(self) -> None:
         pending, self._pending = self._pending, []
         for held in pending:
-            self._mux(held, shift)
+            self._mux(held)
 
-    def _mux(self, packet, shift: int) -> None:
+    def _mux(self, packet) -> None:
+        shift = round((self._shift or 0) * self._video_time_base / packet.stream.time_base)
         if packet.pts is not None and packet.pts - shift < 0:
             return  # audio from before the first picture has nothing to sync with
         if packet.pts is not None:
             packet.pts -= shift
         packet.dts = max(packet.dts - shift, 0)
-        packet.stream = self._out_stream
+        packet.stream = self._out_streams[packet.stream.index]
         self._out.mux(packet)
 
     def finish(self) -> BinaryIO:
         """The remuxed file, read from its start."""
         if not self._finished:
-            self._flush_pending(self._shift or 0)
+            self._flush_pending()
             self._out.close()
             self._finished = True
         self._file.seek(0)
@@ -209,10 +276,25 @@ class _AudioCopy:
         self._file.close()
 
 
-def _upright(frame) -> np.ndarray:
-    """The picture as players show it: phones store portrait video sideways with
-    a rotation for display, and a sideways face is one the detector misses."""
-    image = frame.to_ndarray(format="bgr24")
+def _chosen_audio(path: str, tracks: list, chosen: int | None) -> list:
+    if chosen is None:
+        return tracks
+    if not 1 <= chosen <= len(tracks):
+        listed = "; ".join(f"{i}: {_track_name(t)}" for i, t in enumerate(tracks, start=1)) or "none"
+        raise InputError(f"{path}: has no audio track {chosen} (its audio tracks: {listed})")
+    return [tracks[chosen - 1]]
+
+
+def _track_name(stream) -> str:
+    language = f", {stream.language}" if stream.language else ""
+    return f"{stream.type} track {stream.index} ({stream.codec_context.name}{language})"
+
+
+def _upright(frame, conversion: Conversion) -> np.ndarray:
+    """The picture as players show it: in the colours its tags say, and upright
+    (phones store portrait video sideways with a rotation for display, and a
+    sideways face is one the detector misses)."""
+    image = conversion.bgr(frame)
     turns = round(frame.rotation / 90) % 4  # counter-clockwise quarter turns
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
@@ -227,3 +309,20 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise InputError(f"cannot encode a {image.shape[1]}x{image.shape[0]} frame as JPEG")
     return buf.tobytes()
+
+
+MIN_JPEG_QUALITY = 30  # below this a frame is refused rather than sent: blocks would hide the picture
+
+
+def encode_jpeg_within(image: np.ndarray, quality: int, max_bytes: int) -> tuple[bytes, int]:
+    """The frame as JPEG at `quality`, or at the highest quality under it (in steps
+    of 10, down to MIN_JPEG_QUALITY) that fits in `max_bytes`; and that quality."""
+    jpeg = encode_jpeg(image, quality)
+    while len(jpeg) > max_bytes and quality > MIN_JPEG_QUALITY:
+        quality = max(quality - 10, MIN_JPEG_QUALITY)
+        jpeg = encode_jpeg(image, quality)
+    if len(jpeg) > max_bytes:
+        raise InputError(f"a {image.shape[1]}x{image.shape[0]} frame is {len(jpeg) / 1e6:.1f} MB as JPEG even at "
+                         f"quality {quality}, over the {max_bytes / 1e6:.1f} MB Kafka accepts (message.max.bytes "
+                         f"of the client and the topics)")
+    return jpeg, quality

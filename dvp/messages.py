@@ -94,6 +94,10 @@ class JobStart:
     frame_count: int | None
     has_audio: bool
     submitted_ts_us: int
+    colour_matrix: int = 2
+    colour_primaries: int = 2
+    colour_transfer: int = 2
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @message
@@ -108,6 +112,7 @@ class JobEnd:
     job_id: str
     frame_count: int
     audio_chunks: int
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @message
@@ -139,6 +144,7 @@ class JobCompleted:
     chunks: int
     sha256: str
     completed_ts_us: int
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @message

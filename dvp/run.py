@@ -13,7 +13,7 @@ from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.infra.stack import Stack
 from dvp.kafka import ReliableProducer
-from dvp.media import VideoSource, encode_jpeg
+from dvp.media import EVERY_TRACK, SourceOptions, VideoSource, encode_jpeg
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.store import OUTPUT_COLUMNS, OUTPUTS_TABLE, Store, StoreError
@@ -33,6 +33,7 @@ class Summary:
     output: str
     duration_s: float
     metrics: str
+    notes: list[str]  # what the output lacks or changes against the source
 
     def lines(self) -> list[str]:
         return [f"job       {self.job_id}",
@@ -43,10 +44,11 @@ class Summary:
                 f"metrics   {self.metrics}"]
 
 
-def precheck(settings: Settings, path: str, filter_spec: str, privacy: str | None) -> None:
+def precheck(settings: Settings, path: str, filter_spec: str, privacy: str | None,
+             options: SourceOptions = EVERY_TRACK) -> None:
     """Refuse bad input before starting anything."""
     privacy_for(parse_spec(filter_spec), privacy)
-    with VideoSource(path) as source:
+    with VideoSource(path, options) as source:
         first = next(source.frames(), None)
         if first is None:
             raise InputError(f"{path}: has no video frames")
@@ -79,8 +81,9 @@ def available_memory() -> int | None:
 
 
 def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur",
-            workers: int = 2, progress: bool = True, privacy: str | None = None) -> Summary:
-    precheck(settings, path, filter_spec, privacy)
+            workers: int = 2, progress: bool = True, privacy: str | None = None,
+            options: SourceOptions = EVERY_TRACK) -> Summary:
+    precheck(settings, path, filter_spec, privacy, options)
     began = time.monotonic()
     store: Store | None = None
     try:
@@ -96,7 +99,7 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
             try:
                 try:
                     published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy,
-                                        producer=producer, alive=stack.check_alive)
+                                        producer=producer, alive=stack.check_alive, options=options)
                     done = watcher.wait(published.start.job_id, published.frames, progress=progress,
                                         timeout=settings.stall_timeout_s, alive=stack.check_alive,
                                         save_to=Path(output).absolute())
@@ -118,4 +121,4 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
         if store is not None:
             store.close()
     return Summary(done.job_id, done.frames, done.faces, time.monotonic() - began,
-                   str(Path(output).absolute()), done.duration_s, stored)
+                   str(Path(output).absolute()), done.duration_s, stored, done.notes)

@@ -14,13 +14,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 from tqdm import tqdm
 
 from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
-from dvp.media import VideoSource, encode_jpeg
+from dvp.media import EVERY_TRACK, SourceOptions, VideoSource, encode_jpeg_within
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
 from dvp.producers.history import check_unused
 from dvp.producers.pacing import Pacing
@@ -47,11 +49,13 @@ def new_job_id(path: str) -> str:
 
 def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
             progress: bool = True, privacy: str | None = None,
-            producer: kafka.ReliableProducer | None = None, alive: Callable[[], None] = lambda: None) -> Published:
+            producer: kafka.ReliableProducer | None = None, alive: Callable[[], None] = lambda: None,
+            options: SourceOptions = EVERY_TRACK) -> Published:
     """Publish a video as a job; `job_id` must be new (default: one made from the file name);
     `privacy`: strict or per-frame (default: what the filter suits, see `privacy_for`);
     `producer`: one made earlier, whose producer id is already known (see below);
-    `alive`: raises if the job can no longer finish (called while publishing waits for room)."""
+    `alive`: raises if the job can no longer finish (called while publishing waits for room);
+    `options`: which tracks and tags of the source the output keeps."""
     spec = parse_spec(filter_spec)  # refused here, before anything is sent
     privacy = privacy_for(spec, privacy)
     if job_id is not None:
@@ -61,26 +65,26 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
     # First: an idempotent producer's first send waits for its producer id (half a
     # second or more after it is made), which it asks for in the background meanwhile.
     producer = producer or kafka.ReliableProducer(settings)
-    with VideoSource(path) as source:
+    with VideoSource(path, options) as source:
         frames = source.frames()
         first = next(frames, None)
         if first is None:
             raise InputError(f"{path}: has no video frames")
-        first_jpeg = encode_jpeg(first.image, settings.jpeg_quality)
-        if len(first_jpeg) + 1024 > producer.max_bytes:
-            raise InputError(
-                f"{path}: a {first.image.shape[1]}x{first.image.shape[0]} frame is {len(first_jpeg) / 1e6:.1f} MB "
-                f"as JPEG, over the {producer.max_bytes / 1e6:.1f} MB Kafka accepts "
-                f"(message.max.bytes); lower --jpeg-quality or raise the limit")
         kafka.ensure_topics(settings)
+        jpeg_limit = kafka.max_record_bytes(settings, producer, settings.names.frames,
+                                            settings.names.processed) - kafka.RECORD_OVERHEAD
+        fitted = FrameFitter(settings.jpeg_quality, jpeg_limit, first.image.shape[1], first.image.shape[0])
+        first_jpeg = fitted.jpeg(first.image)
         partitions = kafka.partition_count(settings, settings.names.frames)
-        info = source.info
+        info, colour = source.info, (source.conversion.output if source.conversion else None)
         start = JobStart(
             job_id=job_id or new_job_id(path), source=os.path.abspath(path), filter=str(spec), privacy=privacy,
-            width=first.image.shape[1], height=first.image.shape[0],
+            width=fitted.width, height=fitted.height,
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
-            frame_count=info.frame_count, has_audio=info.has_audio, submitted_ts_us=now_us())
+            frame_count=info.frame_count, has_audio=info.has_audio, submitted_ts_us=now_us(),
+            colour_matrix=colour.matrix if colour else 2, colour_primaries=colour.primaries if colour else 2,
+            colour_transfer=colour.transfer if colour else 2, metadata=source.metadata.kept)
         job_key = start.job_id.encode()
         processed = settings.names.processed
         base = zlib.crc32(job_key) % partitions  # jobs start on different partitions
@@ -93,7 +97,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
             producer.flush(settings.connect_timeout_s)
             for frame in _chain(first, frames):
                 pacing.wait_for_room(frame.index, alive)
-                jpeg = first_jpeg if frame.index == 0 else encode_jpeg(frame.image, settings.jpeg_quality)
+                jpeg = first_jpeg if frame.index == 0 else fitted.jpeg(frame.image)
                 record = Frame(start.job_id, frame.index, frame.pts, start.filter, privacy, jpeg, now_us(), now_us(),
                                settings.detector)
                 producer.send(settings.names.frames, FRAMES.encode(record), key=job_key,
@@ -103,7 +107,8 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
             chunks = 0
             for chunks, data in enumerate(source.audio_chunks(AUDIO_CHUNK_BYTES), start=1):
                 producer.send(processed, ASSEMBLY.encode(AudioChunk(start.job_id, chunks - 1, data)), key=job_key)
-            producer.send(processed, ASSEMBLY.encode(JobEnd(start.job_id, count, chunks)), key=job_key)
+            producer.send(processed, ASSEMBLY.encode(JobEnd(start.job_id, count, chunks,
+                                                            source.notes() + fitted.notes())), key=job_key)
             producer.flush(max(settings.connect_timeout_s, 60))
         except DvpError as exc:
             _abort(producer, processed, start.job_id, str(exc), settings)
@@ -115,6 +120,37 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
             bar.close()
             pacing.close()
     return Published(start, count)
+
+
+class FrameFitter:
+    """Frames as the job sends them: all of the first frame's size (players scale a
+    stream whose size changes; the output cannot), and each JPEG within what the
+    cluster accepts, at a lower quality where it must be."""
+
+    def __init__(self, quality: int, max_bytes: int, width: int, height: int):
+        self.quality, self.max_bytes = quality, max_bytes
+        self.width, self.height = width, height
+        self.resized = self.lowered = 0
+        self.lowest = quality
+
+    def jpeg(self, image: np.ndarray) -> bytes:
+        if (image.shape[1], image.shape[0]) != (self.width, self.height):
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            self.resized += 1
+        jpeg, quality = encode_jpeg_within(image, self.quality, self.max_bytes)
+        if quality < self.quality:
+            self.lowered += 1
+            self.lowest = min(self.lowest, quality)
+        return jpeg
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.resized:
+            notes.append(f"frames of another size scaled to {self.width}x{self.height}: {self.resized}")
+        if self.lowered:
+            notes.append(f"frames sent at a lower JPEG quality (down to {self.lowest}, not {self.quality}) to fit "
+                         f"in the {self.max_bytes / 1e6:.1f} MB the cluster accepts: {self.lowered}")
+        return notes
 
 
 def _chain(first, rest):

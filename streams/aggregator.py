@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dvp.errors import DvpError, MalformedRecord
+from dvp.errors import DvpError, JobError, MalformedRecord
 from dvp.messages import ASSEMBLY, PROGRESS_EVERY, JobCompleted, JobFailed, JobProgress, JobStart, ProcessedFrame
 from dvp.streams.assembler import AssemblyOptions, JobAssembler, Outcome
 from dvp.streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
@@ -172,6 +172,8 @@ class Aggregator:
             outcome = job.add(record)
         except MalformedRecord:
             raise
+        except JobError as exc:
+            outcome = job.fail(str(exc))
         except Exception as exc:  # one broken job must not stop the others
             log.exception("job %s failed", job.start.job_id)
             outcome = job.fail(f"{type(exc).__name__}: {exc}")

@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dvp.errors import MalformedRecord
+from dvp.colour import Colour
+from dvp.errors import JobError, MalformedRecord
 from dvp.faces import MESH_POINTS, Face
 from dvp.filters import FilterSpec, parse_spec
 from dvp.messages import (
@@ -32,6 +33,7 @@ from dvp.messages import (
     ProcessedFrame,
     now_us,
 )
+from dvp.metadata import checked
 from dvp.streams.encode import VideoEncoder, mux_output
 from dvp.streams.privacy import TemporalCover
 from dvp.streams.results import describe
@@ -49,6 +51,7 @@ class AssemblyOptions:
 Outcome = JobCompleted | JobFailed
 MAX_FACES = 256  # faces one frame may carry: more is no detector's output
 _FAR = 1e6  # pixels: no frame is this large
+MAX_NOTES, MAX_NOTE = 20, 300  # notes on a job, characters in one
 
 
 def _plausible(box: FaceBox) -> bool:
@@ -149,8 +152,8 @@ class JobAssembler:
             self._taken += 1
             self.faces += len(frame.faces)
             if len(frame.faces) > MAX_FACES:
-                raise ValueError(f"frame {frame.index}: {len(frame.faces)} faces, more than the {MAX_FACES} "
-                                 f"a frame may carry")
+                raise JobError(f"frame {frame.index}: {len(frame.faces)} faces, more than the {MAX_FACES} "
+                               f"a frame may carry")
             faces = [_face(b) for b in frame.faces if _plausible(b)]
             if self._strict is not None:
                 for final, cover in self._strict.push(frame.index, frame, faces):
@@ -162,14 +165,18 @@ class JobAssembler:
         """Encode the next frame; with `faces`, filter them first (strict mode)."""
         image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
-            raise ValueError(f"frame {frame.index}: undecodable JPEG")
+            raise JobError(f"frame {frame.index}: undecodable JPEG")
+        s = self.start
+        if (image.shape[1], image.shape[0]) != (s.width, s.height):
+            raise JobError(f"frame {frame.index} is {image.shape[1]}x{image.shape[0]}, "
+                           f"the job's frames are {s.width}x{s.height}")
         if faces is not None:
             image = self._spec.apply(image, faces)
         if self._encoder is None:
-            s = self.start
             self._encoder = VideoEncoder(
-                self._video_path, image.shape[1], image.shape[0], Fraction(s.fps_num, s.fps_den),
-                Fraction(s.time_base_num, s.time_base_den), self.options.crf, self.options.preset)
+                self._video_path, s.width, s.height, Fraction(s.fps_num, s.fps_den),
+                Fraction(s.time_base_num, s.time_base_den), self.options.crf, self.options.preset,
+                Colour.checked(s.colour_matrix, s.colour_primaries, s.colour_transfer, s.width, s.height))
         self._encoder.write(image, frame.pts)
         self.written += 1
 
@@ -183,14 +190,18 @@ class JobAssembler:
         self._encoder = None
         audio = self._audio_path if self._audio_chunks else None
         try:
-            duration = mux_output(self._video_path, audio, self.output)
+            duration = mux_output(self._video_path, audio, self.output, checked(self.start.metadata))
         except OSError as exc:
             return self.fail(f"cannot write {self.output}: {exc}")
         self.discard()
         size, chunks, sha256 = describe(self.output)
         self.outcome = JobCompleted(self.start.job_id, str(self.output), self.written, self.faces,
-                                    duration, size, chunks, sha256, now_us())
+                                    duration, size, chunks, sha256, now_us(), self._notes())
         return self.outcome
+
+    def _notes(self) -> list[str]:
+        """The publisher's notes on the source, bounded: they come from a topic."""
+        return [note[:MAX_NOTE] for note in (self._end.notes if self._end else [])[:MAX_NOTES]]
 
     def fail(self, reason: str) -> Outcome:
         self.discard()

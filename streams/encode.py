@@ -1,7 +1,9 @@
-"""Writing the output with PyAV: H.264 frames as they come, then the final MP4
-with the source's audio (copied when MP4 carries its codec, else AAC)."""
+"""Writing the output with PyAV: H.264 frames as they come, in the colours the
+job declares and tagged with them, then the final MP4 with the source's audio
+tracks (copied when MP4 carries their codec, else AAC), chapters and tags."""
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 from collections.abc import Iterator
@@ -10,59 +12,80 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import ColorRange
+
+from dvp.colour import Colour, assumed
 
 # Audio codecs that MP4 carries and browsers play: copied as they are.
 MP4_AUDIO = {"aac", "mp3"}
 
 
 class VideoEncoder:
-    """H.264 (yuv420p) at the source's frame rate and time base."""
+    """H.264 (yuv420p, limited range) at the source's frame rate and time base, of
+    frames of one size, converted with the matrix of `colour` and tagged with it
+    (default: what players assume for the size)."""
 
     def __init__(self, path: Path, width: int, height: int, fps: Fraction, time_base: Fraction,
-                 crf: int, preset: str):
+                 crf: int, preset: str, colour: Colour | None = None):
+        self.size = (width, height)
         # yuv420p needs even sizes: an odd last row or column is dropped.
         self.width, self.height = width - width % 2, height - height % 2
         self.time_base = time_base
+        self.colour = colour or assumed(width, height)
         self._out = av.open(str(path), "w", format="mp4")
         self._stream = self._out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
         self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
         self._stream.time_base = time_base
-        self._stream.codec_context.time_base = time_base
+        codec = self._stream.codec_context
+        codec.time_base = time_base
+        codec.colorspace, codec.color_primaries = self.colour.matrix, self.colour.primaries
+        codec.color_trc, codec.color_range = self.colour.transfer, ColorRange.MPEG
 
     def write(self, bgr: np.ndarray, pts: int) -> None:
-        if bgr.shape[0] != self.height or bgr.shape[1] != self.width:
+        if (bgr.shape[1], bgr.shape[0]) != self.size:
+            raise ValueError(f"a {bgr.shape[1]}x{bgr.shape[0]} frame in a {self.size[0]}x{self.size[1]} video")
+        if self.size != (self.width, self.height):
             bgr = np.ascontiguousarray(bgr[: self.height, : self.width])
-        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(
+            format="yuv420p", dst_colorspace=self.colour.swscale, dst_color_range=ColorRange.MPEG)
         frame.pts, frame.time_base = pts, self.time_base
         self._out.mux(self._stream.encode(frame))
 
     def close(self) -> None:
-        self._out.mux(self._stream.encode())
-        self._out.close()
+        """Finish the file; its handle is let go even when the last write fails."""
+        try:
+            self._out.mux(self._stream.encode())
+        finally:
+            self._out.close()
 
 
-def mux_output(video: Path, audio: Path | None, output: Path) -> float:
-    """Write `output` (MP4, faststart) from the encoded video and the source's
-    audio, interleaved by time; atomically, so a half-written file never
-    carries the final name. Returns the output's duration in seconds."""
+def mux_output(video: Path, audio: Path | None, output: Path, metadata: dict[str, str] | None = None) -> float:
+    """Write `output` (MP4, faststart) from the encoded video, the side file of
+    the source's audio tracks (in their order, with their languages) and
+    chapters, and the container tags given, interleaved by time; atomically, so a
+    half-written file never carries the final name. Returns the output's
+    duration in seconds."""
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     try:
-        with av.open(str(video)) as vin, av.open(str(partial), "w", format="mp4",
-                                                   options={"movflags": "+faststart"}) as out:
+        with contextlib.ExitStack() as opened:
+            vin = opened.enter_context(av.open(str(video)))
+            out = opened.enter_context(av.open(str(partial), "w", format="mp4",
+                                               options={"movflags": "+faststart"}))
+            out.metadata.update(metadata or {})
             vsrc = vin.streams.video[0]
-            vdst = out.add_stream_from_template(vsrc)
-            streams = [_remux(vin.demux(vsrc), vdst)]
-            ain = av.open(str(audio)) if audio is not None else None
-            try:
-                if ain is not None and ain.streams.audio:
-                    streams.append(_audio_packets(ain, out))
-                out.start_encoding()  # open the AAC encoder before the header is written
-                for packet in heapq.merge(*streams, key=_when):
-                    out.mux(packet)
-            finally:
-                if ain is not None:
-                    ain.close()
+            streams = [_remux(vin.demux(vsrc), out.add_stream_from_template(vsrc))]
+            if audio is not None:
+                with av.open(str(audio)) as side:
+                    tracks, chapters = len(side.streams.audio), side.chapters()
+                # Each track read by a demuxer of its own: tracks are merged by time below.
+                streams += [_audio_packets(opened.enter_context(av.open(str(audio))).streams.audio[i], out)
+                            for i in range(tracks)]
+                if chapters:
+                    out.set_chapters(chapters)
+            out.start_encoding()  # open the AAC encoders before the header is written
+            for packet in heapq.merge(*streams, key=_when):
+                out.mux(packet)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
@@ -82,17 +105,22 @@ def _remux(packets, stream) -> Iterator:
         yield packet
 
 
-def _audio_packets(ain, out) -> Iterator:
-    src = ain.streams.audio[0]
+def _audio_packets(src, out) -> Iterator:
     if src.codec_context.name in MP4_AUDIO:
-        return _remux(ain.demux(src), out.add_stream_from_template(src))
-    # By channel count: files without a channel map say "1 channels", which AAC refuses.
-    channels = src.layout.nb_channels if src.layout else 2
-    layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")
-    return _transcode_aac(ain, src, out.add_stream("aac", rate=src.rate or 48000, layout=layout))
+        dst = out.add_stream_from_template(src)
+        packets = _remux(src.container.demux(src), dst)
+    else:
+        # By channel count: files without a channel map say "1 channels", which AAC refuses.
+        channels = src.layout.nb_channels if src.layout else 2
+        layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")
+        dst = out.add_stream("aac", rate=src.rate or 48000, layout=layout)
+        packets = _transcode_aac(src, dst)
+    if src.language:
+        dst.metadata["language"] = src.language
+    return packets
 
 
-def _transcode_aac(ain, src, dst) -> Iterator:
-    for frame in ain.decode(src):
+def _transcode_aac(src, dst) -> Iterator:
+    for frame in src.container.decode(src):
         yield from dst.encode(frame)
     yield from dst.encode()

@@ -1,4 +1,5 @@
 """Bad input: one clear line on stderr, exit status 1, nothing that looks like an output."""
+import re
 import time
 from fractions import Fraction
 
@@ -6,7 +7,6 @@ import av
 import numpy as np
 import pytest
 
-from dvp.errors import DvpError
 from dvp.infra.tansu import free_port
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
@@ -135,34 +135,34 @@ def test_unreachable_broker_fails_within_a_bounded_time(clips, tmp_path):
     assert time.monotonic() - started < 60
 
 
-def test_a_frame_larger_than_kafka_accepts_is_refused_up_front(broker, tmp_path):
+def test_a_frame_larger_than_the_cluster_accepts_even_at_low_quality_is_refused(broker, tmp_path):
     clip = tmp_path / "noise.mp4"
     write_video(clip, [noise(1280, 960, i) for i in range(3)])
     out = tmp_path / "out.mp4"
     result = dvp("publish", str(clip), "--filter", "blur", "--bootstrap-servers", broker, "--wait", "-o", str(out),
-                 "--jpeg-quality", "95")
-    assert_refused(result, "over the 1.0 MB Kafka accepts", out)
+                 "--kafka-config", "message.max.bytes=300000")
+    assert_refused(result, "even at quality 30, over the 0.2 MB Kafka accepts", out)
 
 
-def test_an_oversize_frame_midway_fails_the_job_and_leaves_no_output(settings, services, tmp_path):
-    """The first frames fit, a later one does not: the job is aborted, the aggregator
-    drops what it had, and no output file appears."""
+def test_frames_over_the_cluster_limit_midway_are_sent_at_a_lower_quality(settings, services, tmp_path):
+    """The first frames fit the 1 MB a cluster accepts, later ones do not at the
+    quality asked for: they go at a lower one, and the job says so."""
     clip = tmp_path / "grows.mp4"
     write_video(clip, [np.zeros((960, 1280, 3), np.uint8)] * 5 + [noise(1280, 960, 9)] * 3)
+    limited = settings.replace(kafka_config=("message.max.bytes=1000000",))
     services.worker()
     services.aggregator()
-    out = tmp_path / "out.mp4"
-    watcher = JobWatcher(settings)
+    watcher = JobWatcher(limited)
     try:
-        with pytest.raises(DvpError, match="larger than Kafka accepts"):
-            publish(settings.replace(jpeg_quality=95), str(clip), "blur", job_id="grows-1",
-                    progress=False)
-        with pytest.raises(DvpError, match="aborted by the producer"):
-            watcher.wait("grows-1", None, progress=False, timeout=60)
+        published = publish(limited.replace(jpeg_quality=95), str(clip), "blur", job_id="grows-1",
+                            progress=False)
+        done = watcher.wait("grows-1", published.frames, progress=False, timeout=60)
     finally:
         watcher.close()
-    assert not out.exists()
-    assert not list((settings.home / "aggregator").glob("grows-1.*.mp4"))
+    assert done.frames == 8
+    [note] = done.notes
+    assert re.fullmatch(r"frames sent at a lower JPEG quality \(down to [5-8]5, not 95\) to fit in the 0.9 MB the "
+                        r"cluster accepts: 3", note), note
 
 
 def test_bad_job_ids_and_settings_are_refused(clips, tmp_path):
