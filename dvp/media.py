@@ -19,6 +19,7 @@ import numpy as np
 from dvp.colour import Conversion
 from dvp.errors import InputError
 from dvp.metadata import Metadata
+from dvp.subtitles import ASS_HEADER, TEXT_CODECS, cue_text
 
 MIN_SIDE = 2  # pixels: H.264 in 4:2:0 takes even sizes, and a side under 2 rounds down to 0
 
@@ -37,7 +38,7 @@ class VideoInfo:
     fps: Fraction
     time_base: Fraction
     frame_count: int | None
-    has_audio: bool  # audio tracks to carry, sent as the side file
+    has_audio: bool  # audio or subtitle tracks to carry, sent as the side file
     duration_s: float | None = None  # as the container states it
 
     @property
@@ -81,12 +82,13 @@ class VideoSource:
                              f"(at least {MIN_SIDE}x{MIN_SIDE})")
         self._video.thread_type = "AUTO"
         self._audio = _chosen_audio(path, list(self._container.streams.audio), options.audio_track)
+        self._subtitles = [s for s in self._container.streams.subtitles if s.codec_context.name in TEXT_CODECS]
         fps = self._video.average_rate or self._video.guessed_rate or Fraction(25)
         self.info = VideoInfo(
             fps=Fraction(fps),
             time_base=Fraction(self._video.time_base or Fraction(1, 90000)),
             frame_count=self._video.frames or None,
-            has_audio=bool(self._audio),
+            has_audio=bool(self._audio or self._subtitles),
             duration_s=self._container.duration / av.time_base if self._container.duration else None,
         )
         self.metadata = Metadata.of(self._container.metadata, keep_all=options.keep_metadata)
@@ -115,9 +117,9 @@ class VideoSource:
         first_pts: int | None = None
         last_pts = -1
         order = _DisplayOrder()
-        streams = [self._video, *self._audio]
-        if self._audio:
-            self._audio_copy = _AudioCopy(self._audio, info.time_base, self._container.chapters())
+        streams = [self._video, *self._audio, *self._subtitles]
+        if self._audio or self._subtitles:
+            self._audio_copy = _AudioCopy(self._audio + self._subtitles, info.time_base, self._container.chapters())
 
         def decoded() -> Iterator[tuple[av.VideoFrame, int]]:
             for count, frame in enumerate(self._pictures(streams, lambda: first_pts)):
@@ -177,8 +179,12 @@ class VideoSource:
             notes.append(self.conversion.note)
         if self.metadata.stripped:
             notes.append(f"metadata stripped: {', '.join(self.metadata.stripped)} (--keep-metadata keeps it)")
-        notes += [f"{_track_name(s)} not carried: MP4 output carries video and audio only"
-                  for s in self._container.streams if s.type not in ("video", "audio")]
+        notes += [f"{_track_name(s)} not carried: MP4 output carries text subtitles only"
+                  for s in self._container.streams.subtitles if s not in self._subtitles]
+        # Other tracks are never carried; those without a codec (MP4's chapter track, which is
+        # carried as chapters, timecode, telemetry) pass without a word.
+        notes += [f"{_track_name(s)} not carried" for s in self._container.streams
+                  if s.type not in ("video", "audio", "subtitle") and s.codec_context is not None]
         return notes
 
     def audio_chunks(self, size: int) -> Iterator[bytes]:
@@ -216,8 +222,9 @@ class _DisplayOrder:
 
 class _AudioCopy:
     """Audio packets of every track kept, remuxed without decoding into a Matroska
-    file with their languages, in their order, with the source's chapters; their
-    timestamps shifted like the video's so that all start together."""
+    file with their languages, in their order, with the source's chapters; text
+    subtitles beside them as SubRip cues; their timestamps shifted like the
+    video's so that all start together."""
 
     def __init__(self, streams: list, video_time_base: Fraction, chapters: list):
         self._video_time_base = video_time_base
@@ -225,7 +232,12 @@ class _AudioCopy:
         self._out = av.open(self._file, "w", format="matroska")
         self._out_streams = {}
         for stream in streams:
-            copy = self._out.add_stream_from_template(stream)
+            if stream.type == "subtitle":
+                copy = self._out.add_stream("subrip")
+                copy.codec_context.subtitle_header = ASS_HEADER
+                copy.time_base = stream.time_base
+            else:
+                copy = self._out.add_stream_from_template(stream)
             if stream.language:
                 copy.metadata["language"] = stream.language
             self._out_streams[stream.index] = copy
@@ -238,6 +250,8 @@ class _AudioCopy:
     def add(self, packet, video_start_pts: int | None) -> None:
         if packet.dts is None or packet.size == 0:
             return
+        if packet.stream.type == "subtitle":
+            packet = _as_subrip(packet)
         if video_start_pts is None:  # audio before the first video frame: hold it until we know the shift
             self._pending.append(packet)
             return
@@ -274,6 +288,13 @@ class _AudioCopy:
         if not self._finished:
             self._out.close()
         self._file.close()
+
+
+def _as_subrip(packet) -> av.Packet:
+    cue = av.Packet(cue_text(packet.stream.codec_context.name, bytes(packet)).encode())
+    cue.pts, cue.dts, cue.duration = packet.pts, packet.dts, packet.duration
+    cue.time_base, cue.stream = packet.time_base, packet.stream
+    return cue
 
 
 def _chosen_audio(path: str, tracks: list, chosen: int | None) -> list:

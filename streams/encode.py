@@ -1,6 +1,7 @@
 """Writing the output with PyAV: H.264 frames as they come, in the colours the
 job declares and tagged with them, then the final MP4 with the source's audio
-tracks (copied when MP4 carries their codec, else AAC), chapters and tags."""
+tracks (copied when MP4 carries their codec, else AAC), text subtitles, chapters
+and tags."""
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +16,7 @@ import numpy as np
 from av.video.reformatter import ColorRange
 
 from dvp.colour import Colour, assumed
+from dvp.subtitles import ASS_HEADER, cue_text, mov_text
 
 # Audio codecs that MP4 carries and browsers play: copied as they are.
 MP4_AUDIO = {"aac", "mp3"}
@@ -78,9 +80,12 @@ def mux_output(video: Path, audio: Path | None, output: Path, metadata: dict[str
             if audio is not None:
                 with av.open(str(audio)) as side:
                     tracks, chapters = len(side.streams.audio), side.chapters()
+                    texts = len(side.streams.subtitles)
                 # Each track read by a demuxer of its own: tracks are merged by time below.
                 streams += [_audio_packets(opened.enter_context(av.open(str(audio))).streams.audio[i], out)
                             for i in range(tracks)]
+                streams += [_subtitle_packets(opened.enter_context(av.open(str(audio))).streams.subtitles[i], out)
+                            for i in range(texts)]
                 if chapters:
                     out.set_chapters(chapters)
             out.start_encoding()  # open the AAC encoders before the header is written
@@ -118,6 +123,26 @@ def _audio_packets(src, out) -> Iterator:
     if src.language:
         dst.metadata["language"] = src.language
     return packets
+
+
+def _subtitle_packets(src, out) -> Iterator:
+    """SubRip cues of the side file as MP4's mov_text (the stream added now, before the header)."""
+    dst = out.add_stream("mov_text")
+    dst.codec_context.subtitle_header = ASS_HEADER
+    dst.time_base = src.time_base
+    if src.language:
+        dst.metadata["language"] = src.language
+
+    def cues() -> Iterator:
+        for packet in src.container.demux(src):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            cue = av.Packet(mov_text(cue_text("subrip", bytes(packet))))
+            cue.pts, cue.dts, cue.duration = packet.pts, packet.dts, packet.duration
+            cue.time_base, cue.stream = packet.time_base, dst
+            yield cue
+
+    return cues()
 
 
 def _transcode_aac(src, dst) -> Iterator:

@@ -16,6 +16,7 @@ from dvp.messages import ASSEMBLY, JobEnd, JobFailed, JobStart, ProcessedFrame, 
 from dvp.metadata import Metadata
 from dvp.producers.publish import FrameFitter
 from dvp.streams.encode import VideoEncoder
+from dvp.subtitles import cue_text
 from tests.files import (
     BT601,
     BT709,
@@ -50,7 +51,7 @@ def reencoded(path: Path, reference: list[np.ndarray], like: Path) -> list[np.nd
 
 
 def test_a_camera_file_keeps_its_colours_tracks_chapters_and_safe_tags(tmp_path):
-    """A 720p BT.709 camera file with two audio tracks, subtitles, chapters,
+    """A 720p BT.709 camera file with two audio tracks, SubRip subtitles, chapters,
     location and device tags, and two damaged packets, through `dvp run`."""
     source = tmp_path / "camera.mkv"
     tracks = Tracks(audio=[("eng", 440), ("fra", 660)], subtitles=True,
@@ -68,13 +69,16 @@ def test_a_camera_file_keeps_its_colours_tracks_chapters_and_safe_tags(tmp_path)
         video = c.streams.video[0].codec_context
         assert (video.colorspace, video.color_primaries, video.color_trc) == BT709
         assert [(a.language, a.codec_context.name) for a in c.streams.audio] == [("eng", "aac"), ("fra", "aac")]
+        assert [s.language for s in c.streams.subtitles] == ["deu"]
+        cues = [cue_text("mov_text", bytes(p)) for p in c.demux(c.streams.subtitles[0]) if p.size]
+        cues = [cue for cue in cues if cue]  # between cues, MP4 holds empty ones
         assert [ch["metadata"]["title"] for ch in c.chapters()] == ["Arrival", "Beach"]
         tags = {k.lower(): v for k, v in c.metadata.items()}
     assert tags["title"] == "Holiday" and tags["creation_time"].startswith("2024-05-01T10:00:00")
     assert not {"location", "make", "model"} & set(tags)
     notes = [line for line in result.stdout.splitlines() if line.startswith("note")]
     assert any("stripped: MODEL, LOCATION, MAKE" in n for n in notes), result.stdout
-    assert any("subtitle track 3 (srt, deu) not carried" in n for n in notes), result.stdout
+    assert cues == ["line 0", "line 1"]
     assert any("damaged video packet" in n and "skipped" in n for n in notes), result.stdout
 
 
@@ -158,6 +162,15 @@ def test_audio_tracks_are_kept_or_one_chosen(tmp_path):
     with pytest.raises(InputError, match=r"no audio track 3 \(its audio tracks: 1: audio track 1 \(aac, eng\); "
                                          r"2: audio track 2 \(aac, fra\)\)"):
         VideoSource(str(source), SourceOptions(audio_track=3))
+
+
+@pytest.mark.parametrize("codec, data", [
+    ("subrip", b"<i>Hello</i> there"),
+    ("ass", b"3,0,Default,,0,0,0,,{\\i1}Hello{\\i0}\\Nthere"),
+    ("mov_text", b"\x00\x0bHello\nthere" + b"\x00\x00\x00\x0cstyl"),
+])
+def test_subtitle_cues_keep_their_text_without_markup(codec, data):
+    assert cue_text(codec, data) in ("Hello there", "Hello\nthere")
 
 
 def test_metadata_describing_the_person_is_stripped_unless_kept():
