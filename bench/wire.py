@@ -116,7 +116,7 @@ def measure_results(settings: Settings) -> tuple:
     producer = kafka.ReliableProducer(settings, **counted.conf())
     detectors = Detectors.of(settings)
     processor = FrameProcessor(settings.names, detectors, WorkerIdentity("bench", "bench", "127.0.0.1", 0),
-                               settings.jpeg_quality)
+                               settings.jpeg_quality, settings.max_pixels)
     try:
         for offset, value in enumerate(frames):
             send_outcome(producer, processor.process(Consumed(settings.names.frames, 0, offset, None, value)), None)

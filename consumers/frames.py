@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from confluent_kafka import Message
 
@@ -21,8 +20,8 @@ from dvp.config import Names
 from dvp.errors import BrokerError, DvpError, InputError, MalformedRecord
 from dvp.faces import Detectors
 from dvp.filters import FilterSpec, parse_spec
+from dvp.jpeg import decode_jpeg, encode_jpeg_within
 from dvp.kafka import KAFKA_DEFAULT_MAX_BYTES, RECORD_OVERHEAD, Delivered, ReliableProducer, dead_letter_headers
-from dvp.media import encode_jpeg_within
 from dvp.messages import (
     ASSEMBLY,
     FRAMES,
@@ -92,12 +91,13 @@ def _spec(text: str) -> FilterSpec:
 
 class FrameProcessor:
     def __init__(self, names: Names, detectors: Detectors, identity: WorkerIdentity, jpeg_quality: int,
-                 results_topic: str | None = None):
+                 max_pixels: int, results_topic: str | None = None):
         self.names = names
         self.results_topic = results_topic or names.processed  # live frames go to names.live_out
         self.detectors = detectors  # each frame names the one its job asks for
         self.identity = identity
         self.jpeg_quality = jpeg_quality
+        self.max_pixels = max_pixels
         self.processed = 0
         self.dead_letters = 0
 
@@ -130,9 +130,10 @@ class FrameProcessor:
         start = now_us()
         spec = _spec(frame.filter)
         t0 = time.perf_counter()
-        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise MalformedRecord(f"frame {frame.index} of job {frame.job_id}: undecodable JPEG")
+        try:
+            image = decode_jpeg(frame.jpeg, self.max_pixels)
+        except MalformedRecord as exc:
+            raise MalformedRecord(f"frame {frame.index} of job {frame.job_id}: {exc}") from None
         t1 = time.perf_counter()
         strict = frame.privacy == STRICT
         faces = self.detectors.get(frame.detector).detect(image, landmarks=spec.needs_landmarks)

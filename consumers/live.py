@@ -35,7 +35,8 @@ class LiveLoop(threading.Thread):
         detectors = Detectors.of(s, ready=(s.live_detector,))
         # The first inference is slow: not on a live frame.
         detectors.get(s.live_detector).detect(np.zeros((480, 640, 3), np.uint8))
-        processor = FrameProcessor(s.names, detectors, self.identity, s.jpeg_quality, results_topic=s.names.live_out)
+        processor = FrameProcessor(s.names, detectors, self.identity, s.jpeg_quality, s.max_pixels,
+                                   results_topic=s.names.live_out)
         deadline_us = s.live_deadline_ms * 1000
         consumer.subscribe([s.names.live], on_assign=lambda _c, parts: log.info(
             "live frames from partitions %s", sorted(tp.partition for tp in parts)))
@@ -49,8 +50,11 @@ class LiveLoop(threading.Thread):
                     frame = FRAMES.decode(msg.value())
                 except MalformedRecord:
                     frame = None  # the processor sets it aside with the reason
-                if frame is not None and now_us() - frame.capture_ts_us > deadline_us:
-                    self.dropped += 1  # too late to be shown: its viewer has skipped it
+                # Too late to be shown, or dated in the future: the capture time is the record's, the
+                # clock ours. This also keeps a frame that killed a worker from killing it again: the
+                # worker's restart takes longer than any deadline.
+                if frame is not None and abs(now_us() - frame.capture_ts_us) > deadline_us:
+                    self.dropped += 1
                     continue
                 if frame is not None and frame.privacy != PER_FRAME:  # no aggregator filters live frames
                     outcome = processor.set_aside(record, "live frames are filtered per frame")

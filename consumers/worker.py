@@ -67,7 +67,7 @@ def run_worker(settings: Settings, live: bool = True) -> None:
     kafka.ensure_topics(settings)
     consumer = _consumer(settings, identity.id, exactly_once)
     detectors = Detectors.of(settings, ready=(settings.detector,))
-    processor = FrameProcessor(settings.names, detectors, identity, settings.jpeg_quality)
+    processor = FrameProcessor(settings.names, detectors, identity, settings.jpeg_quality, settings.max_pixels)
     stop = threading.Event()
     attempts = AttemptLog(settings, identity.id, settings.crash_retries, stop)
     loop: TransactionalLoop | AtLeastOnceLoop

@@ -19,6 +19,7 @@ from typing import Any
 
 from dvp.errors import DvpError
 from dvp.faces import DEFAULT_CONFIDENCE, DETECTORS
+from dvp.jpeg import EIGHT_K
 
 GUARANTEES = ("at-least-once", "exactly-once")
 
@@ -112,6 +113,10 @@ class Settings:
         check=_replication)
     jpeg_quality: int = _setting(90, "DVP_JPEG_QUALITY", "JPEG quality of frames on the wire (1-100)", int,
                                  flag="--jpeg-quality", check=_between(1, 100))
+    max_pixels: int = _setting(
+        EIGHT_K, "DVP_MAX_PIXELS",
+        "pixels a frame from a topic may have (its JPEG header is read before decoding); larger frames are "
+        "set aside, and their job fails; default: 8K (7680x4320)", int, check=_at_least(1))
     session_timeout_ms: int = _setting(
         6000, "DVP_SESSION_TIMEOUT_MS",
         "consumer group session timeout: how soon a dead worker's partitions move on", int,

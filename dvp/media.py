@@ -13,7 +13,6 @@ from fractions import Fraction
 from typing import BinaryIO
 
 import av
-import cv2
 import numpy as np
 
 from dvp.colour import Conversion
@@ -322,28 +321,3 @@ def _upright(frame, conversion: Conversion) -> np.ndarray:
 
 def _reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """A frame as every stage puts it on the wire: JPEG at `quality` (1-100)."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise InputError(f"cannot encode a {image.shape[1]}x{image.shape[0]} frame as JPEG")
-    return buf.tobytes()
-
-
-MIN_JPEG_QUALITY = 30  # below this a frame is refused rather than sent: blocks would hide the picture
-
-
-def encode_jpeg_within(image: np.ndarray, quality: int, max_bytes: int) -> tuple[bytes, int]:
-    """The frame as JPEG at `quality`, or at the highest quality under it (in steps
-    of 10, down to MIN_JPEG_QUALITY) that fits in `max_bytes`; and that quality."""
-    jpeg = encode_jpeg(image, quality)
-    while len(jpeg) > max_bytes and quality > MIN_JPEG_QUALITY:
-        quality = max(quality - 10, MIN_JPEG_QUALITY)
-        jpeg = encode_jpeg(image, quality)
-    if len(jpeg) > max_bytes:
-        raise InputError(f"a {image.shape[1]}x{image.shape[0]} frame is {len(jpeg) / 1e6:.1f} MB as JPEG even at "
-                         f"quality {quality}, over the {max_bytes / 1e6:.1f} MB Kafka accepts (message.max.bytes "
-                         f"of the client and the topics)")
-    return jpeg, quality

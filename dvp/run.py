@@ -12,8 +12,9 @@ from dvp.consumers.sink import BackgroundSink
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.infra.stack import Stack
+from dvp.jpeg import check_pixels, encode_jpeg
 from dvp.kafka import ReliableProducer
-from dvp.media import EVERY_TRACK, SourceOptions, VideoSource, encode_jpeg
+from dvp.media import EVERY_TRACK, SourceOptions, VideoSource
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.store import OUTPUT_COLUMNS, OUTPUTS_TABLE, Store, StoreError
@@ -52,6 +53,7 @@ def precheck(settings: Settings, path: str, filter_spec: str, privacy: str | Non
         first = next(source.frames(), None)
         if first is None:
             raise InputError(f"{path}: has no video frames")
+        check_pixels(path, first.image.shape[1], first.image.shape[0], settings.max_pixels)
         frames = source.info.expected_frames
     if settings.bootstrap_servers is None and frames is not None:
         check_broker_memory(path, frames, len(encode_jpeg(first.image, settings.jpeg_quality)), available_memory())

@@ -9,15 +9,14 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from confluent_kafka import TopicPartition
 
 from dvp import kafka
 from dvp.config import Settings
-from dvp.errors import DvpError
+from dvp.errors import DvpError, MalformedRecord
 from dvp.filters import parse_spec
-from dvp.media import encode_jpeg
+from dvp.jpeg import decode_jpeg, encode_jpeg
 from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, Frame, ProcessedFrame, now_us
 from dvp.producers.playout import Playout
 
@@ -71,12 +70,14 @@ class LiveSession:
         self._playout: Playout[ProcessedFrame] = Playout(settings.live_deadline_ms * 1000)
         self._lock = threading.Lock()  # send() and receive() may run on different threads
         self._next_index = 0
+        self._size: tuple[int, int] | None = None  # of the frames sent last
         self.first_capture_us: int | None = None  # the session's time zero
         self.stats = LiveStats()
 
     def send(self, image: np.ndarray, capture_ts_us: int) -> None:
         jpeg = encode_jpeg(image, self.settings.jpeg_quality)
         with self._lock:
+            self._size = (image.shape[1], image.shape[0])
             index = self._next_index
             self._next_index += 1
             self._playout.captured(index, capture_ts_us)
@@ -111,10 +112,17 @@ class LiveSession:
             due = list(self._playout.due(now_us()))
         shown = []
         for index, captured_at, result in due:
-            jpeg = result.jpeg if result is not None else b""
-            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg else None
-            shown.append(Shown(index, captured_at, image, jpeg if image is not None else b""))
+            image = self._image(result) if result is not None else None
+            shown.append(Shown(index, captured_at, image, result.jpeg if result is not None and image is not None
+                               else b""))
         return shown
+
+    def _image(self, result: ProcessedFrame) -> np.ndarray | None:
+        """A filtered frame from the topic, of the size this session sent (else skipped)."""
+        try:
+            return decode_jpeg(result.jpeg, self.settings.max_pixels, self._size)
+        except MalformedRecord:
+            return None
 
     def counted(self, shown: Shown, on_screen: bool = True) -> None:
         """Count a frame whose turn came: shown (its latency taken now) or skipped."""

@@ -22,7 +22,8 @@ from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
-from dvp.media import EVERY_TRACK, SourceOptions, VideoSource, encode_jpeg_within
+from dvp.jpeg import check_pixels, encode_jpeg_within
+from dvp.media import EVERY_TRACK, SourceOptions, VideoSource
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
 from dvp.producers.history import check_unused
 from dvp.producers.pacing import Pacing
@@ -70,6 +71,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         first = next(frames, None)
         if first is None:
             raise InputError(f"{path}: has no video frames")
+        check_pixels(path, first.image.shape[1], first.image.shape[0], settings.max_pixels)
         kafka.ensure_topics(settings)
         jpeg_limit = kafka.max_record_bytes(settings, producer, settings.names.frames,
                                             settings.names.processed) - kafka.RECORD_OVERHEAD

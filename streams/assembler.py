@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from dvp.colour import Colour
 from dvp.errors import JobError, MalformedRecord
 from dvp.faces import MESH_POINTS, Face
 from dvp.filters import FilterSpec, parse_spec
+from dvp.jpeg import EIGHT_K, decode_jpeg
 from dvp.messages import (
     STRICT,
     AudioChunk,
@@ -46,6 +46,7 @@ class AssemblyOptions:
     reorder_frames: int  # frames that may wait for an earlier one
     reorder_bytes: int  # and their size
     strict_reach: int = 12  # strict privacy: frames a face is tracked across (look-ahead and hold)
+    max_pixels: int = EIGHT_K  # the most a frame from the topic may declare
 
 
 Outcome = JobCompleted | JobFailed
@@ -163,13 +164,11 @@ class JobAssembler:
 
     def _write(self, frame: ProcessedFrame, faces: list[Face] | None) -> None:
         """Encode the next frame; with `faces`, filter them first (strict mode)."""
-        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise JobError(f"frame {frame.index}: undecodable JPEG")
         s = self.start
-        if (image.shape[1], image.shape[0]) != (s.width, s.height):
-            raise JobError(f"frame {frame.index} is {image.shape[1]}x{image.shape[0]}, "
-                           f"the job's frames are {s.width}x{s.height}")
+        try:
+            image = decode_jpeg(frame.jpeg, self.options.max_pixels, (s.width, s.height))
+        except MalformedRecord as exc:
+            raise JobError(f"frame {frame.index}: {exc}") from None
         if faces is not None:
             image = self._spec.apply(image, faces)
         if self._encoder is None:

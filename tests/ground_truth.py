@@ -13,6 +13,7 @@ import numpy as np
 from dvp.config import Names
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
 from dvp.faces import Detectors, Face, FaceDetector
+from dvp.jpeg import EIGHT_K
 from dvp.messages import ASSEMBLY, FRAMES, Frame, JobCompleted, JobEnd, JobStart
 from dvp.sample import astronaut_face, background
 from dvp.streams.assembler import AssemblyOptions, JobAssembler
@@ -130,7 +131,7 @@ def through_the_pipeline(clip: list[TruthFrame], privacy: str, detector, work: P
     names = Names.with_prefix("gt.")
     height, width = clip[0].image.shape[:2]
     worker = FrameProcessor(names, Detectors(lambda _name: detector), WorkerIdentity("w", "host", "127.0.0.1", 1),
-                            jpeg_quality=90)
+                            jpeg_quality=90, max_pixels=EIGHT_K)
     start = JobStart(f"gt-{privacy}", "ground-truth", filter_spec, privacy, width, height, 25, 1, 1, 25, len(clip),
                      False, 0)
     job = JobAssembler(start, work, work, AssemblyOptions(18, "veryfast", 2000, 512_000_000, reach))

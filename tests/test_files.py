@@ -193,7 +193,7 @@ def test_frames_of_another_size_are_scaled_by_the_publisher_and_refused_by_the_a
     records = [start, *frames, JobEnd("job-1", 2, 0)]
     events = feed(aggregator(tmp_path), [(offset, ASSEMBLY.encode(r)) for offset, r in enumerate(records)])
     assert isinstance(events[-1], JobFailed)
-    assert events[-1].reason == "frame 1 is 80x48, the job's frames are 64x48"
+    assert events[-1].reason == "frame 1: a 80x48 JPEG where the job's frames are 64x48"
 
 
 def test_a_frame_over_the_cluster_limit_is_sent_at_a_lower_quality():

@@ -6,6 +6,7 @@ import pytest
 from dvp.config import Names
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
 from dvp.faces import Detectors, FaceDetector
+from dvp.jpeg import EIGHT_K
 from dvp.messages import ASSEMBLY, FRAMES, METRICS, Frame, FrameFailed, FrameMetrics, ProcessedFrame
 from dvp.sample import astronaut_face, background
 
@@ -17,7 +18,7 @@ FACE = (slice(80, 280), slice(140, 340))  # where the test puts the face
 @pytest.fixture(scope="module")
 def processor():
     detectors = Detectors(FaceDetector)
-    yield FrameProcessor(NAMES, detectors, ME, jpeg_quality=90)
+    yield FrameProcessor(NAMES, detectors, ME, jpeg_quality=90, max_pixels=EIGHT_K)
     detectors.close()
 
 
@@ -85,7 +86,7 @@ def test_a_record_that_is_no_frame_becomes_a_dead_letter_with_its_origin(process
 
 
 @pytest.mark.parametrize("record, reason", [
-    (frame_record(scene(), jpeg=b"\xff\xd8 not a jpeg"), "undecodable JPEG"),
+    (frame_record(scene(), jpeg=b"\xff\xd8 not a jpeg"), "not a JPEG"),
     (frame_record(scene(), filter_spec="no-such-filter"), "unknown filter"),
     (frame_record(scene(), detector="yolo\x1b[2J"), "unknown face detector 'yolo\\x1b[2J'"),
 ])
