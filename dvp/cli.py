@@ -12,7 +12,7 @@ from pathlib import Path
 from dvp import __version__
 from dvp.config import Settings, describe, flag_settings
 from dvp.errors import DvpError
-from dvp.messages import PRIVACY_MODES
+from dvp.messages import PRIVACY_MODES, printable
 
 
 def _setting_flag(parser: argparse.ArgumentParser, setting: dataclasses.Field) -> None:
@@ -65,7 +65,7 @@ def _source_options(args):
 
 def _notes(notes: list[str]) -> list[str]:
     """A job's notes as terminal lines; they come from a topic: no control characters."""
-    return [f"note      {''.join(c if c.isprintable() else '?' for c in note)}" for note in notes]
+    return [f"note      {printable(note)}" for note in notes]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,18 +160,21 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(getattr(args, "verbose", 0), 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
+    settings = None
     try:
-        return _dispatch(args) or 0
+        settings = _settings(args)
+        return _dispatch(args, settings) or 0
     except DvpError as exc:
-        print(f"dvp: error: {exc}", file=sys.stderr)
+        # Errors may quote records (a job's failure reason) and settings (a DSN).
+        text = settings.scrubbed(str(exc)) if settings is not None else str(exc)
+        print(f"dvp: error: {printable(text)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("dvp: interrupted", file=sys.stderr)
         return 130
 
 
-def _dispatch(args) -> int:
-    settings = _settings(args)
+def _dispatch(args, settings: Settings) -> int:
     if args.command in ("run", "publish"):
         # SIGTERM unwinds like Ctrl-C: `dvp run` then stops the services it started.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -219,7 +222,7 @@ def _dispatch(args) -> int:
             print("nothing runs")
         if args.command == "status":
             from dvp.dashboard.summary import summary_lines
-            print("\n".join(summary_lines(settings)))
+            print("\n".join(printable(line) for line in summary_lines(settings)))  # worker names: from records
     elif args.command == "kafka":
         from dvp.infra.kafka import cluster as apache
         home = settings.home / "kafka"
@@ -245,7 +248,7 @@ def _dispatch(args) -> int:
               "in order, e.g. --filter 'pixelate:blocks=12|mesh'.")
     elif args.command == "config":
         for env, _flag, help_text in describe():
-            value = settings.to_env().get(env, "")
+            value = settings.shown().get(env, "")
             print(f"{env:<26} {value!s:<28} {help_text}")
     elif args.command == "sample":
         from dvp.sample import write_sample
@@ -312,8 +315,8 @@ def _publish(settings: Settings, args) -> int:
         if watcher is not None:
             done = watcher.wait(published.start.job_id, published.frames, progress=not args.quiet,
                                 timeout=settings.stall_timeout_s, save_to=output)
-            print("\n".join([f"completed: {output or done.output} ({done.frames} frames, {done.faces} faces)",
-                             *_notes(done.notes)]))
+            where = output or printable(done.output)
+            print("\n".join([f"completed: {where} ({done.frames} frames, {done.faces} faces)", *_notes(done.notes)]))
     finally:
         if watcher is not None:
             watcher.close()

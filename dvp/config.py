@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dvp.errors import DvpError
 from dvp.faces import DEFAULT_CONFIDENCE, DETECTORS
 from dvp.jpeg import EIGHT_K
+from dvp.signing import key_file
 
 GUARANTEES = ("at-least-once", "exactly-once")
 
@@ -189,6 +192,10 @@ class Settings:
         None, "DVP_CLICKHOUSE_DSN",
         "the metrics store, a ClickHouse server, e.g. http://user:password@host:8123/db; "
         "unset: embedded chDB under HOME/store", str, check=_dsn)
+    secret: str | None = _setting(
+        None, "DVP_SECRET",
+        "the secret the aggregator signs finished jobs with, and their publishers check: the same on every "
+        "machine of a cluster; unset: the one in HOME/secret, made on first use", str)
     live_deadline_ms: int = _setting(
         150, "DVP_LIVE_DEADLINE_MS",
         "`dvp live`: a frame not shown this long after its capture is skipped (workers drop it too)", int,
@@ -229,6 +236,33 @@ class Settings:
     def client_config(self, **ours) -> dict:
         """confluent-kafka config: our defaults, then the user's settings on top."""
         return {"bootstrap.servers": self.bootstrap, **ours, **parse_kafka_config(self.kafka_config)}
+
+    @cached_property
+    def signing_key(self) -> bytes:
+        return self.secret.encode() if self.secret else key_file(self.home)
+
+    def shown(self) -> dict[str, str]:
+        """These settings as `to_env` has them, with every secret masked: for printing."""
+        env = self.to_env()
+        if self.secret:
+            env["DVP_SECRET"] = MASK
+        if self.clickhouse_dsn:
+            env["DVP_CLICKHOUSE_DSN"] = masked_dsn(self.clickhouse_dsn)
+        if self.kafka_config:
+            env["DVP_KAFKA_CONFIG"] = ",".join(
+                f"{k}={MASK if is_secret(k) else v}" for k, v in parse_kafka_config(self.kafka_config).items())
+        return env
+
+    def scrubbed(self, text: str) -> str:
+        """`text` with every secret value of these settings masked: for errors and logs."""
+        for value in self.secret_values():
+            text = text.replace(value, MASK)
+        return text
+
+    def secret_values(self) -> list[str]:
+        found = [self.secret or ""] + [v for k, v in parse_kafka_config(self.kafka_config).items() if is_secret(k)]
+        found += dsn_secrets(self.clickhouse_dsn or "")
+        return sorted({v for v in found if v}, key=len, reverse=True)  # longest first: no partial masks
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, for the processes we start."""
@@ -277,6 +311,29 @@ def parse_kafka_config(items) -> dict:
             raise DvpError(f"Kafka setting {item!r} is not KEY=VALUE")
         conf[key.strip()] = value.strip()
     return conf
+
+
+MASK = "***"
+_SECRET_NAME = re.compile(r"password|secret|token|key", re.IGNORECASE)
+
+
+def is_secret(name: str) -> bool:
+    """A client setting whose value is not printed (sasl.password, ssl.key.password, ...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The passwords a DSN holds, in its user-info or its query."""
+    parts = urlsplit(dsn)
+    found = [parts.password] if parts.password else []
+    pairs = (item.partition("=") for item in parts.query.split("&"))  # as written: it is masked as written
+    return found + [v for k, _, v in pairs if is_secret(k) and v]
+
+
+def masked_dsn(dsn: str) -> str:
+    for value in sorted(dsn_secrets(dsn), key=len, reverse=True):
+        dsn = dsn.replace(value, MASK)
+    return dsn
 
 
 def describe() -> list[tuple[str, str, str]]:

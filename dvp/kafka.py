@@ -209,7 +209,8 @@ def key_partition(key: bytes, partitions: int) -> int:
 def read_partition(settings: Settings, topic: str, partition: int, start: int | None = None) -> Iterator:
     """The records of one partition from `start` (default: the oldest kept) to its
     end as it is now, outside any consumer group: (offset, key, value)."""
-    # EOF too: the last offsets of a transactional log are commit markers, never delivered.
+    # To the EOF, not the high watermark: the last offsets of a transactional log are commit
+    # markers, never delivered; and Tansu's watermark counts a batch of records as one.
     reader = consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False,
                                    "enable.partition.eof": True})
     try:
@@ -230,8 +231,6 @@ def read_partition(settings: Settings, topic: str, partition: int, start: int | 
             if offset is None:
                 raise BrokerError(f"reading {topic}[{partition}]: a record without an offset")
             yield offset, msg.key(), msg.value()
-            if offset + 1 >= end:
-                return
     finally:
         reader.close()
 

@@ -22,6 +22,12 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def printable(text: str) -> str:
+    """A string from a message, safe for a terminal: control characters (escape
+    sequences, carriage returns, bidi overrides) are written as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def valid_job_id(job_id: str) -> bool:
     """Job ids name files on the aggregator's disk: letters, digits, '.', '_', '-'."""
     return bool(JOB_ID.fullmatch(job_id))
@@ -145,6 +151,7 @@ class JobCompleted:
     sha256: str
     completed_ts_us: int
     notes: list[str] = dataclasses.field(default_factory=list)
+    mac: str = ""  # dvp/signing.py
 
 
 @message

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dvp.config import Settings
+from dvp.config import Settings, masked_dsn
 from dvp.errors import DvpError
 
 
@@ -67,13 +67,6 @@ def dsn_of(settings: Settings) -> str:
     return settings.clickhouse_dsn or f"chdb://{settings.home.absolute() / 'store'}"
 
 
-def redacted(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    scheme, _, rest = dsn.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    return f"{scheme}://{credentials.split(':')[0]}:***@{host}" if at else dsn
-
-
 class Store:
     """The store, safe to share between threads. An embedded store is opened for
     each statement and closed after it (tens of milliseconds), so that processes
@@ -82,7 +75,8 @@ class Store:
 
     def __init__(self, settings: Settings, busy_timeout_s: float = 10.0):
         self.dsn = dsn_of(settings)
-        self.where = redacted(self.dsn)
+        self.where = masked_dsn(self.dsn)
+        self._scrubbed = settings.scrubbed  # the driver's errors may quote the DSN
         self.embedded = self.dsn.startswith("chdb:")
         self.busy_timeout_s = busy_timeout_s
         if self.embedded:
@@ -108,7 +102,7 @@ class Store:
                         tries_after_release -= 1
                         continue
                     raise StoreError(f"cannot reach the metrics store {self.where}: "
-                                     f"{text.splitlines()[0][:200]}") from None
+                                     f"{self._scrubbed(text.splitlines()[0])[:200]}") from None
                 if time.monotonic() >= deadline:
                     raise StoreBusy(f"the embedded metrics store {self.where[len('chdb://'):]} has been busy in "
                                     f"another process for {self.busy_timeout_s:g} s") from None
@@ -143,7 +137,8 @@ class Store:
             except StoreError:
                 raise
             except Exception as exc:
-                raise StoreError(f"the metrics store refused {what}: {str(exc).splitlines()[0][:200]}") from None
+                raise StoreError(f"the metrics store refused {what}: "
+                                 f"{self._scrubbed(str(exc).splitlines()[0])[:200]}") from None
             finally:
                 if self.embedded and not self._held:  # let the other processes in
                     self._release()

@@ -10,6 +10,7 @@ from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
 from dvp.producers.results import ResultFile
+from dvp.signing import verified
 
 
 def _records_of(settings: Settings, topic: str, codec, job_id: str) -> Iterator:
@@ -22,9 +23,11 @@ def _records_of(settings: Settings, topic: str, codec, job_id: str) -> Iterator:
     for _offset, record_key, value in kafka.read_partition(settings, topic, partition):
         if record_key == key:
             try:
-                yield codec.decode(value)
+                record = codec.decode(value)
             except MalformedRecord:
                 continue
+            if record.job_id == job_id:  # keyed for this job and about it
+                yield record
 
 
 def last_event(settings: Settings, job_id: str) -> JobProgress | JobCompleted | JobFailed | None:
@@ -50,6 +53,9 @@ def fetch(settings: Settings, job_id: str, output: Path) -> JobCompleted:
         raise DvpError(f"job {job_id}: " + ("no such job" if event is None else
                                               f"failed: {event.reason}" if isinstance(event, JobFailed) else
                                               "not finished yet"))
+    if not verified(settings.signing_key, event):
+        raise DvpError(f"job {job_id}: its completion record does not verify (forged, or signed with another "
+                       f"secret: set the aggregator's DVP_SECRET)")
     result = ResultFile(output)
     try:
         for chunk in _records_of(settings, settings.names.results, RESULTS, job_id):

@@ -13,6 +13,7 @@ from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress, ResultChunk
 from dvp.producers.results import ResultFile
+from dvp.signing import verified
 
 
 class JobWatcher:
@@ -24,6 +25,7 @@ class JobWatcher:
         # A job's last records come in a burst: fetches not held long, so the end is seen soon.
         self._consumer = kafka.consumer(settings, **{"group.id": settings.names.watch, "enable.auto.commit": False,
                                                      "fetch.wait.max.ms": 50})
+        self.forged = 0  # completions of the jobs watched whose signature did not verify
         here = []
         for topic in (settings.names.jobs, settings.names.results):
             for p in range(kafka.partition_count(settings, topic)):
@@ -45,6 +47,9 @@ class JobWatcher:
                 alive()
                 if timeout is not None and time.monotonic() - last_news > timeout:
                     why = "; ".join(kafka.diagnose(self.settings)) or "the cluster looks fine: see the services' logs"
+                    if self.forged:
+                        why = (f"{self.forged} completion records did not verify: set the same DVP_SECRET for "
+                               f"the aggregator and this command; {why}")
                     raise DvpError(f"job {job_id}: no news from the aggregator for {timeout:g} s ({why})")
                 event = self._next(job_id)
                 if event is None:
@@ -60,7 +65,10 @@ class JobWatcher:
                 elif isinstance(event, JobFailed):
                     raise DvpError(f"job {job_id} failed: {event.reason}")
                 elif isinstance(event, JobCompleted):
-                    completed = event
+                    if verified(self.settings.signing_key, event):
+                        completed = event
+                    else:  # not from this cluster's aggregator: a forgery, or another secret
+                        self.forged += 1
             if result is not None:
                 result.finish(completed)
             return completed
@@ -76,9 +84,10 @@ class JobWatcher:
             return None
         codec = RESULTS if msg.topic() == self.settings.names.results else JOBS
         try:
-            return codec.decode(msg.value())
+            event = codec.decode(msg.value())
         except MalformedRecord:
             return None
+        return event if event.job_id == job_id else None  # a record keyed for this job, about another
 
     def close(self) -> None:
         self._consumer.close()

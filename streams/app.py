@@ -18,6 +18,7 @@ from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
 from dvp.errors import MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
+from dvp.signing import signed
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import AssemblyOptions
 from dvp.streams.journal import Journal
@@ -52,6 +53,7 @@ def _progress_row(event) -> dict:
 def create_app(settings: Settings, replication: int) -> faust.App:
     """The app; `replication` is that of the topics Faust creates (kafka.replication_factor)."""
     work_dir = settings.home / "aggregator"
+    signing_key = settings.signing_key  # read (or made) at the start: a bad HOME fails now, not at a job's end
     app = faust.App(
         settings.names.aggregator,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
@@ -113,6 +115,8 @@ def create_app(settings: Settings, replication: int) -> faust.App:
             # time: its wall time starts there, not when this aggregator first read it.
             first = isinstance(event, JobProgress) and event.frames_written == 0
             when = await in_assembly(aggregator.published_at, event.job_id, time.time()) if first else None
+            if isinstance(event, JobCompleted):  # its publisher believes it only with the cluster's secret
+                event = signed(signing_key, event)
             await jobs.send(key=key, value=JOBS.encode(event), timestamp=when)
             if not isinstance(event, JobProgress):
                 await in_assembly(aggregator.announced, event.job_id)

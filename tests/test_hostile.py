@@ -1,5 +1,7 @@
 """Records, requests and disks that try to crash, fool or exhaust the pipeline:
 each test reproduces a finding of the audit (issue 19) against the real component."""
+import dataclasses
+import hashlib
 import struct
 import time
 
@@ -7,13 +9,33 @@ import cv2
 import numpy as np
 import pytest
 
-from dvp.config import Names
+from dvp import kafka
+from dvp.config import Names, Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
-from dvp.errors import JobError, MalformedRecord
+from dvp.errors import DvpError, JobError, MalformedRecord
 from dvp.faces import Detectors, FaceDetector
 from dvp.jpeg import EIGHT_K, decode_jpeg, jpeg_size
-from dvp.messages import ASSEMBLY, FRAMES, Frame, FrameFailed, JobStart, ProcessedFrame, StageTimings
+from dvp.messages import (
+    ASSEMBLY,
+    FRAMES,
+    JOBS,
+    RESULTS,
+    Frame,
+    FrameFailed,
+    JobCompleted,
+    JobFailed,
+    JobStart,
+    ProcessedFrame,
+    ResultChunk,
+    StageTimings,
+    printable,
+)
+from dvp.producers.history import fetch
+from dvp.producers.watch import JobWatcher
+from dvp.signing import key_file, signed, verified
+from dvp.store import Store, StoreError
 from dvp.streams.assembler import AssemblyOptions, JobAssembler
+from tests.helpers import dvp
 
 NAMES = Names.with_prefix("h.")
 T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -76,3 +98,106 @@ def test_the_aggregator_fails_a_job_whose_frame_declares_another_size(tmp_path):
         job.add(ProcessedFrame("job-1", 1, 1, declaring(128, 96), True, [], "w", T, 0, 0))
     with pytest.raises(JobError, match="frame 2: a 30000x30000 JPEG, over the limit"):
         job.add(ProcessedFrame("job-1", 2, 2, declaring(30000, 30000), True, [], "w", T, 0, 0))
+
+
+def completed(job_id: str, data: bytes, key: bytes | None) -> JobCompleted:
+    record = JobCompleted(job_id, f"/x/{job_id}.mp4", 1, 0, 0.04, len(data), 1, hashlib.sha256(data).hexdigest(), 1)
+    return signed(key, record) if key is not None else record
+
+
+def test_a_completion_verifies_only_as_it_was_signed_under_the_cluster_secret(tmp_path):
+    key = key_file(tmp_path)
+    assert key == key_file(tmp_path) and (tmp_path / "secret").stat().st_mode & 0o077 == 0
+    record = completed("job-1", b"video", key)
+    assert verified(key, record)
+    assert not verified(b"another secret", record)
+    assert not verified(key, dataclasses.replace(record, sha256=hashlib.sha256(b"forged").hexdigest()))
+    assert not verified(key, dataclasses.replace(record, job_id="job-2"))
+    assert not verified(key, completed("job-1", b"video", None))
+
+
+@pytest.mark.integration
+def test_forged_results_are_refused_by_fetch_and_the_watcher(broker_kind, settings, tmp_path):
+    """Was: a forged ResultChunk + JobCompleted made `dvp fetch` write the forger's
+    bytes; a forged JobCompleted of 0 chunks ended `publish --wait` at once."""
+    if broker_kind != "tansu":
+        pytest.skip("records on topics: one broker shows it")
+    kafka.ensure_topics(settings)
+    names, producer = settings.names, kafka.ReliableProducer(settings)
+    watcher = JobWatcher(settings)
+    forger_key = b"not the cluster's secret"
+    for job_id, body_id, key in [("victim-1", "victim-1", forger_key), ("victim-2", "victim-2", None),
+                                 ("victim-3", "other-job", settings.signing_key),
+                                 ("honest-1", "honest-1", settings.signing_key)]:
+        data = f"bytes of {job_id}".encode()
+        producer.send(names.results, RESULTS.encode(ResultChunk(body_id, 0, data)), key=job_id.encode())
+        producer.send(names.jobs, JOBS.encode(completed(body_id, data, key)), key=job_id.encode())
+    producer.flush(10)
+    try:
+        for victim in ("victim-1", "victim-2"):
+            with pytest.raises(DvpError, match="completion record does not verify"):
+                fetch(settings, victim, tmp_path / f"{victim}.mp4")
+        with pytest.raises(DvpError, match="no such job"):  # keyed victim-3, about other-job
+            fetch(settings, "victim-3", tmp_path / "victim-3.mp4")
+        assert fetch(settings, "honest-1", tmp_path / "honest.mp4").job_id == "honest-1"
+        assert (tmp_path / "honest.mp4").read_bytes() == b"bytes of honest-1"
+        assert not list(tmp_path.glob("victim*"))
+
+        # A watcher that joined before the forgeries: ignores them, says so when it stalls.
+        producer.send(names.jobs, JOBS.encode(completed("victim-4", b"", forger_key)), key=b"victim-4")
+        producer.flush(10)
+        with pytest.raises(DvpError, match="1 completion records did not verify"):
+            watcher.wait("victim-4", 1, progress=False, timeout=3, save_to=tmp_path / "victim-4.mp4")
+        assert not (tmp_path / "victim-4.mp4").exists()
+    finally:
+        watcher.close()
+
+
+def test_strings_from_messages_are_escaped_for_the_terminal():
+    assert printable("title\x1b]0;pwned\x07\x1b[2J\rdone\u202e") == "title\\x1b]0;pwned\\x07\\x1b[2J\\rdone\\u202e"
+    assert printable("Zoë_日本語 ok") == "Zoë_日本語 ok"
+
+
+@pytest.mark.integration
+def test_a_failure_reason_with_escape_sequences_reaches_the_terminal_escaped(broker_kind, settings):
+    """Was: a reason rewrote the terminal's title and cleared the screen."""
+    if broker_kind != "tansu":
+        pytest.skip("records on topics: one broker shows it")
+    kafka.ensure_topics(settings)
+    producer = kafka.ReliableProducer(settings)
+    producer.send(settings.names.jobs, JOBS.encode(JobFailed("job-1", "\x1b]0;pwned\x07\x1b[2Jgone")), key=b"job-1")
+    producer.flush(10)
+    done = dvp("fetch", "job-1", "-o", "/tmp/never.mp4", env=settings.to_env())
+    assert done.returncode == 1
+    assert done.stderr.strip() == "dvp: error: job job-1: failed: \\x1b]0;pwned\\x07\\x1b[2Jgone"
+
+
+SECRETS = ("hunter2-sasl", "pw-in-userinfo", "pw-in-query", "the-dvp-secret", "keystore-pass")
+
+
+def secret_settings(tmp_path) -> Settings:
+    return Settings.load(environ={
+        "DVP_HOME": str(tmp_path), "DVP_SECRET": "the-dvp-secret",
+        "DVP_KAFKA_CONFIG": "security.protocol=SASL_SSL,sasl.username=me,sasl.password=hunter2-sasl,"
+                            "ssl.keystore.password=keystore-pass",
+        "DVP_CLICKHOUSE_DSN": "http://me:pw-in-userinfo@127.0.0.1:1/db?password=pw-in-query&compress=1"})
+
+
+def test_dvp_config_masks_every_secret_and_shows_the_rest(tmp_path):
+    """Was: `dvp config` printed sasl.password and the DSN's password in clear."""
+    settings = secret_settings(tmp_path)
+    done = dvp("config", env=settings.to_env())
+    assert done.returncode == 0
+    for secret in SECRETS:
+        assert secret not in done.stdout
+    assert "sasl.username=me" in done.stdout and "sasl.password=***" in done.stdout
+    assert "http://me:***@127.0.0.1:1/db?password=***&compress=1" in done.stdout
+
+
+def test_store_errors_name_the_store_without_its_passwords(tmp_path):
+    """Was: a DSN password given as ?password= was printed in store errors."""
+    with pytest.raises(StoreError) as caught:
+        Store(secret_settings(tmp_path), busy_timeout_s=1)
+    assert "127.0.0.1:1" in str(caught.value)
+    for secret in SECRETS:
+        assert secret not in str(caught.value)
