@@ -18,6 +18,7 @@ from dvp.errors import BrokerError, DvpError
 
 PAGES = ("Workers", "Jobs", "Job", "Live")
 REFRESH_S = 2.0
+MAX_REFRESH_S = 3600.0  # ?refresh is a URL's: bounded
 
 
 def connect() -> Backend:
@@ -38,6 +39,7 @@ def refresh_while_running(running: int) -> None:
         every = REFRESH_S
     if not math.isfinite(every) or every < 0:
         every = REFRESH_S
+    every = min(every, MAX_REFRESH_S)  # a page asleep for ever holds its session
     if running and every:
         st.caption(f"A job is running: this page refreshes every {every:g} s (`?refresh=0`: never).")
         time.sleep(every)
@@ -124,7 +126,8 @@ def job_page(b: Backend) -> None:
     c4.metric("wall time", f"{job['wall_s']:.1f} s")
     c5.metric("fps", f"{job['fps']:.1f}")
     if job["state"] == "failed":
-        st.error(f"failed: {job['reason']}")
+        st.error("failed")
+        st.text(job["reason"])  # from a record: text, never Markdown (links, images)
     frames = queries.job_frames(b.store, job_id)
     if not frames.empty:
         st.subheader("Frames: which worker did which, when, how long")

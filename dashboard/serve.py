@@ -7,13 +7,43 @@ from pathlib import Path
 
 from dvp.config import Settings
 from dvp.dashboard.backend import shared
+from dvp.hosts import allowed_hosts, host_allowed
 
 APP = Path(__file__).with_name("app.py")
 
 
-def serve(settings: Settings, address: str, port: int, sink: bool) -> None:
+class HostGuard:
+    """ASGI middleware: requests and websockets whose Host is not one of ours get 403."""
+
+    def __init__(self, app, allowed: frozenset[str]):
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1")
+            if not host_allowed(host, self.allowed):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await send({"type": "http.response.start", "status": 403,
+                            "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "http.response.body", "body": b"unknown host\n"})
+                return
+        await self.app(scope, receive, send)
+
+
+def _guard_hosts(allowed: frozenset[str]) -> None:
+    """Streamlit makes its Starlette app inside its server: wrap what it makes."""
+    from streamlit.web.server.starlette import starlette_server
+
+    make = starlette_server.create_starlette_app
+    starlette_server.create_starlette_app = lambda runtime: HostGuard(make(runtime), allowed)  # type: ignore
+
+
+def serve(settings: Settings, address: str, port: int, sink: bool, allow_hosts: tuple[str, ...] = ()) -> None:
     from streamlit.web import bootstrap  # heavy: only here
 
+    _guard_hosts(allowed_hosts(address, allow_hosts))
     shared(settings, with_sink=sink)  # a store out of reach is one line here, not a page later
     options = {"server_address": address, "server_port": port, "server_headless": True,
                "browser_gatherUsageStats": False, "client_toolbarMode": "viewer",

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", parents=[common], help="serve the Streamlit dashboard (with a metrics sink)")
     _own_flag(p, "dashboard_port")
     p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a name the dashboard answers to besides 127.0.0.1, localhost, ::1 and --address "
+                        "(repeatable): the name people reach it by")
     p.add_argument("--no-sink", action="store_true",
                    help="only show the store; let `dvp sink` processes fill it (a ClickHouse server)")
 
@@ -206,7 +209,8 @@ def _dispatch(args, settings: Settings) -> int:
         _run_sink(settings)
     elif args.command == "dashboard":
         from dvp.dashboard.serve import serve
-        serve(settings, args.address, settings.dashboard_port, sink=not args.no_sink)
+        serve(settings, args.address, settings.dashboard_port, sink=not args.no_sink,
+              allow_hosts=tuple(args.allow_host))
     elif args.command in ("up", "down", "status"):
         from dvp.infra import stack
         if args.command == "up":

@@ -34,7 +34,11 @@ class VideoEncoder:
         self.width, self.height = width - width % 2, height - height % 2
         self.time_base = time_base
         self.colour = colour or assumed(width, height)
-        self._out = av.open(str(path), "w", format="mp4")
+        # Our own handle: PyAV keeps its file open after a failed write (a full disk whose
+        # space never comes back while the aggregator runs).
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._broken = False  # a write failed: flushing the encoder then crashes PyAV
+        self._out = av.open(self._file, "w", format="mp4")
         self._stream = self._out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
         self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
         self._stream.time_base = time_base
@@ -51,14 +55,23 @@ class VideoEncoder:
         frame = av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(
             format="yuv420p", dst_colorspace=self.colour.swscale, dst_color_range=ColorRange.MPEG)
         frame.pts, frame.time_base = pts, self.time_base
-        self._out.mux(self._stream.encode(frame))
+        try:
+            self._out.mux(self._stream.encode(frame))
+        except BaseException:
+            self._broken = True
+            raise
 
     def close(self) -> None:
-        """Finish the file; its handle is let go even when the last write fails."""
+        """Finish the file; its handle is let go on every path, a failed write's too."""
         try:
-            self._out.mux(self._stream.encode())
+            if not self._broken:
+                self._out.mux(self._stream.encode())
         finally:
-            self._out.close()
+            try:
+                if not self._broken:
+                    self._out.close()
+            finally:
+                self._file.close()
 
 
 def mux_output(video: Path, audio: Path | None, output: Path, metadata: dict[str, str] | None = None) -> float:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -212,3 +213,10 @@ def slowed(pid: int, stopped_s: float, running_s: float) -> Iterator[None]:
         stop.set()
         slower.join()
         os.kill(pid, signal.SIGCONT)
+
+
+def raw_status(port: int, request: str) -> bytes:
+    """The status code a server on 127.0.0.1 answers a request written out by hand."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request.encode())
+        return s.recv(64).split(b" ")[1]

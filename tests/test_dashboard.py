@@ -13,7 +13,7 @@ import pytest
 
 from dvp.filters import FILTERS
 from dvp.infra.tansu import free_port
-from tests.helpers import chromium, dvp, wait_for
+from tests.helpers import chromium, dvp, raw_status, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -78,12 +78,14 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
 
     port = free_port()
     log = open(tmp_path / "dashboard.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "dvp", "dashboard", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "dvp", "dashboard", "--port", str(port),
+                               "--allow-host", "dvp.example"],
                               env={**os.environ, **demo["env"]}, stdout=log, stderr=subprocess.STDOUT)
     shots = tmp_path / "shots"
     shots.mkdir()
     try:
         wait_for(lambda: _listening(port), 60, "the dashboard to listen")
+        check_the_host_header(port)
         # Processes take turns with the embedded store: the terminal's figures meanwhile.
         status = dvp("status", env=demo["env"])
         assert status.returncode == 0 and demo["job"] in status.stdout, status.stdout + status.stderr
@@ -133,6 +135,18 @@ def check_the_filter_picker(view, base: str) -> None:
     view.get_by_text("Filters", exact=True).click()  # the catalogue: every filter with its preview
     view.get_by_text("a masquerade mask over the eyes", exact=False).wait_for(timeout=30_000)
     assert view.locator("[data-testid='stImage'] img").count() == 1 + len(FILTERS)
+
+
+def check_the_host_header(port: int) -> None:
+    """Was: every page and the websocket answered `Host: rebind.evil.example` (DNS rebinding)."""
+    websocket = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+    for host, path, extra, status in [
+        ("rebind.evil.example", "/", "", b"403"), (f"rebind.evil.example:{port}", "/_stcore/stream", websocket, b"403"),
+        (f"127.0.0.1:{port}", "/", "", b"200"), ("localhost", "/", "", b"200"), (f"[::1]:{port}", "/", "", b"200"),
+        ("dvp.example", "/", "", b"200"), (f"127.0.0.1:{port}", "/_stcore/stream", websocket, b"101"),
+    ]:
+        assert raw_status(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n") == status, (host, path)
 
 
 def _listening(port: int) -> bool:

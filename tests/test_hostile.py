@@ -1,9 +1,14 @@
 """Records, requests and disks that try to crash, fool or exhaust the pipeline:
 each test reproduces a finding of the audit (issue 19) against the real component."""
+import contextlib
 import dataclasses
 import hashlib
+import os
+import socket
 import struct
 import time
+from fractions import Fraction
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,6 +19,8 @@ from dvp.config import Names, Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
 from dvp.errors import DvpError, JobError, MalformedRecord
 from dvp.faces import Detectors, FaceDetector
+from dvp.infra.kafka.cluster import new_cluster_id
+from dvp.infra.tansu import free_port
 from dvp.jpeg import EIGHT_K, decode_jpeg, jpeg_size
 from dvp.messages import (
     ASSEMBLY,
@@ -31,11 +38,13 @@ from dvp.messages import (
     printable,
 )
 from dvp.producers.history import fetch
+from dvp.producers.mjpeg import IDLE_S, MAX_VIEWERS, MjpegServer
 from dvp.producers.watch import JobWatcher
 from dvp.signing import key_file, signed, verified
 from dvp.store import Store, StoreError
 from dvp.streams.assembler import AssemblyOptions, JobAssembler
-from tests.helpers import dvp
+from dvp.streams.encode import VideoEncoder
+from tests.helpers import dvp, raw_status, wait_for
 
 NAMES = Names.with_prefix("h.")
 T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -201,3 +210,47 @@ def test_store_errors_name_the_store_without_its_passwords(tmp_path):
     assert "127.0.0.1:1" in str(caught.value)
     for secret in SECRETS:
         assert secret not in str(caught.value)
+
+
+def test_the_mjpeg_server_answers_only_its_names_a_few_viewers_and_drops_idle_connections():
+    """Was: it served the camera to any Host; each idle connection held a thread forever."""
+    server = MjpegServer("127.0.0.1", free_port())
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    server.show(small_jpeg())
+    try:
+        assert raw_status(port, "GET / HTTP/1.1\r\nHost: rebind.evil.example\r\n\r\n") == b"403"
+        viewers = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_VIEWERS)]
+        for v in viewers:
+            v.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            assert v.recv(64).split(b" ")[1] == b"200"
+        assert raw_status(port, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n") == b"503"
+        for v in viewers:
+            v.close()
+        idle = socket.create_connection(("127.0.0.1", port))
+        idle.settimeout(IDLE_S + 10)
+        assert idle.recv(64) == b""  # closed by the server, having sent nothing
+        idle.close()
+        wait_for(lambda: raw_status(port, "GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n") == b"200", 10, "a free place")
+    finally:
+        server.close()
+
+
+def test_cluster_ids_never_start_with_a_dash():
+    """Was: `dvp kafka up` failed 1 time in 64, the id read as an option."""
+    ids = [new_cluster_id() for _ in range(5000)]
+    assert all(len(i) == 22 and i[0] != "-" for i in ids) and len(set(ids)) == 5000
+
+
+def test_a_full_disk_gives_its_space_back_when_the_job_fails(tmp_path):
+    """Was: the failed job's work file stayed open (unlinked), and every later job
+    failed with ENOSPC until the aggregator restarted."""
+    fds = len(os.listdir("/proc/self/fd"))
+    encoder = VideoEncoder(Path("/dev/full"), 640, 480, Fraction(25), Fraction(1, 25), 30, "ultrafast")
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    with pytest.raises(OSError):  # noqa: PT012 - the disk fills at some frame
+        for pts in range(200):
+            encoder.write(noise, pts)
+        encoder.close()
+    with contextlib.suppress(OSError):
+        encoder.close()
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -48,6 +48,14 @@ def fetch() -> Path:
     return libs
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka makes them: URL-safe base64 of a UUID, never starting
+    with '-' (which the storage tool's argument parser took for an option, 1 time in 64)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))[0] == "-":
+        pass
+    return cluster_id
+
+
 @dataclass(frozen=True)
 class Node:
     node_id: int
@@ -109,9 +117,9 @@ class KafkaCluster:
                 "-cp", str(fetch() / "*"), *args]
 
     def format(self) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         for node in self.nodes:
-            argv = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+            argv = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                               "-c", str(self._properties(node)), "--ignore-formatted")
             for _attempt in range(2):  # once seen failing for no reason it said, then fine again
                 done = subprocess.run(argv, capture_output=True, text=True)
