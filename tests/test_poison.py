@@ -22,6 +22,8 @@ def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_
                                                                           clips):
     if guarantee == "exactly-once" and broker_kind == "tansu":
         pytest.skip("Tansu shows aborted records to read_committed readers: no exactly-once there")
+    if guarantee == "at-least-once" and broker_kind != "tansu":
+        pytest.skip("the crash guard is the workers', the same on every broker: Kafka has it under exactly-once")
     # 40000 pixels wide: MediaPipe's image transform fails an OpenCV assertion in C++
     # and aborts the whole process, whichever worker takes the frame (CenterFace,
     # the default detector, takes it: this is a frame that kills MediaPipe's worker,
