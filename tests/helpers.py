@@ -104,8 +104,10 @@ class Services:
         return self.start("worker", "-v")
 
     def aggregator(self, home: Path | None = None) -> subprocess.Popen:
-        """An aggregator; `home`: its own work files and store, as on another machine."""
-        return self.start("aggregator", "-v", env={"DVP_HOME": str(home)} if home is not None else None)
+        """An aggregator; `home`: its own work files and store, as on another machine,
+        which shares the cluster's secret as docs/security.md asks."""
+        other_machine = {"DVP_HOME": str(home), "DVP_SECRET": self.settings.signing_key.decode()}
+        return self.start("aggregator", "-v", env=other_machine if home is not None else None)
 
     def wait_workers_assigned(self, timeout: float = 60) -> None:
         """Until every worker started holds partitions: the group has settled."""
