@@ -14,8 +14,8 @@ EIGHT_K = 7680 * 4320  # the default pixel limit: the largest frames cameras rec
 MIN_JPEG_QUALITY = 30  # below this a frame is refused rather than sent: blocks would hide the picture
 
 _SOI = b"\xff\xd8"
-_FRAME_MARKERS = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive"}  # SOF0-2, Huffman coded
-_OTHER_SOF = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, hierarchical, arithmetic
+_DECODED_SOF = {0xC0, 0xC2}  # baseline, progressive
+_OTHER_SOF = {0xC1, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # extended, lossless, arithmetic...
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length: TEM, RSTn
 
 
@@ -37,13 +37,13 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
         length = int.from_bytes(data[at + 2:at + 4], "big")
         if length < 2:
             raise MalformedRecord("not a JPEG (a segment of length under 2)")
-        if marker in _FRAME_MARKERS and marker != 0xC1:
+        if marker in _DECODED_SOF:
             if at + 9 > len(data):
                 break
             height = int.from_bytes(data[at + 5:at + 7], "big")
             width = int.from_bytes(data[at + 7:at + 9], "big")
             return width, height
-        if marker == 0xC1 or marker in _OTHER_SOF:
+        if marker in _OTHER_SOF:
             raise MalformedRecord("a JPEG neither baseline nor progressive")
         if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
             break

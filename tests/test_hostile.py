@@ -75,6 +75,7 @@ def test_the_bomb_is_tiny_and_its_header_declares_what_opencv_would_allocate():
     (cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes(), "not a JPEG"),
     (cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))[1].tobytes(), "not a JPEG"),
     (small_jpeg()[:20], "no frame header"),
+    (small_jpeg().replace(b"\xff\xc0", b"\xff\xc3", 1), "neither baseline nor progressive"),  # lossless
     (b"", "not a JPEG"),
 ])
 def test_a_hostile_jpeg_is_refused_before_it_is_decoded(data, reason):
