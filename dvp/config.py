@@ -255,14 +255,8 @@ class Settings:
 
     def scrubbed(self, text: str) -> str:
         """`text` with every secret value of these settings masked: for errors and logs."""
-        for value in self.secret_values():
-            text = text.replace(value, MASK)
-        return text
-
-    def secret_values(self) -> list[str]:
         found = [self.secret or ""] + [v for k, v in parse_kafka_config(self.kafka_config).items() if is_secret(k)]
-        found += dsn_secrets(self.clickhouse_dsn or "")
-        return sorted({v for v in found if v}, key=len, reverse=True)  # longest first: no partial masks
+        return _masked(text, found + dsn_secrets(self.clickhouse_dsn or ""))
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, for the processes we start."""
@@ -331,9 +325,13 @@ def dsn_secrets(dsn: str) -> list[str]:
 
 
 def masked_dsn(dsn: str) -> str:
-    for value in sorted(dsn_secrets(dsn), key=len, reverse=True):
-        dsn = dsn.replace(value, MASK)
-    return dsn
+    return _masked(dsn, dsn_secrets(dsn))
+
+
+def _masked(text: str, values: list[str]) -> str:
+    for value in sorted({v for v in values if v}, key=len, reverse=True):  # longest first: no partial masks
+        text = text.replace(value, MASK)
+    return text
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -83,7 +83,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     aggregator = Aggregator(
         journal, work_dir, settings.outputs,
         AssemblyOptions(settings.crf, settings.preset, settings.reorder_frames, settings.reorder_mb * 1_000_000,
-                        settings.strict_reach),
+                        settings.strict_reach, settings.max_pixels),
         replay=lambda partition, offset: ((o, value) for o, _key, value in kafka.read_partition(
             settings, settings.names.processed, partition, offset)),
         idle_timeout_s=settings.job_idle_timeout_s)
