@@ -3,7 +3,6 @@ Workers, Jobs, one Job and Live, chosen in the sidebar or by `?page=…&job=…`
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import time
 
@@ -14,11 +13,10 @@ from dvp.config import Settings
 from dvp.dashboard import queries
 from dvp.dashboard.backend import Backend, shared
 from dvp.dashboard.cluster import GroupLag, group_lag, waiting_frames
+from dvp.dashboard.url import refresh_s
 from dvp.errors import BrokerError, DvpError
 
 PAGES = ("Workers", "Jobs", "Job", "Live")
-REFRESH_S = 2.0
-MAX_REFRESH_S = 3600.0  # ?refresh is a URL's: bounded
 
 
 def connect() -> Backend:
@@ -33,13 +31,7 @@ def connect() -> Backend:
 
 def refresh_while_running(running: int) -> None:
     """While a job runs the page redraws itself, every `?refresh=SECONDS` (0: never)."""
-    try:
-        every = float(st.query_params.get("refresh", REFRESH_S))
-    except ValueError:
-        every = REFRESH_S
-    if not math.isfinite(every) or every < 0:
-        every = REFRESH_S
-    every = min(every, MAX_REFRESH_S)  # a page asleep for ever holds its session
+    every = refresh_s(st.query_params.get("refresh"))
     if running and every:
         st.caption(f"A job is running: this page refreshes every {every:g} s (`?refresh=0`: never).")
         time.sleep(every)

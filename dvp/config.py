@@ -175,6 +175,17 @@ class Settings:
     reorder_mb: int = _setting(
         512, "DVP_REORDER_MB", "megabytes of such frames the aggregator holds for one job", int,
         check=_at_least(1))
+    held_mb: int = _setting(
+        2048, "DVP_HELD_MB",
+        "megabytes of such frames one aggregator holds across its jobs; past this the job holding the most fails",
+        int, check=_at_least(1))
+    max_open_jobs: int = _setting(
+        64, "DVP_MAX_OPEN_JOBS",
+        "jobs one aggregator assembles at once (each holds a video encoder); a job started past this fails: "
+        "run more aggregators, or raise it", int, check=_at_least(1))
+    max_audio_mb: int = _setting(
+        1024, "DVP_MAX_AUDIO_MB", "megabytes of sound one job may bring to the aggregator; past this it fails",
+        int, check=_at_least(1))
     strict_reach: int = _setting(
         12, "DVP_STRICT_REACH",
         "--privacy strict: frames a face is tracked across; a detector's miss up to this long is covered, "

@@ -164,6 +164,19 @@ def max_record_bytes(settings: Settings, producer: ReliableProducer, *topics: st
     return limit
 
 
+def record_lifetime_s(settings: Settings, topic: str) -> float | None:
+    """How long a record may stay in `topic`: its retention, plus the segment time
+    (the segment being written is not deleted); None: for ever, or not said."""
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        configs = wait_reachable(settings).describe_configs([resource])[resource].result(
+            timeout=settings.connect_timeout_s)
+        retention_ms, segment_ms = (int(configs[name].value) for name in ("retention.ms", "segment.ms"))
+    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError):
+        return None
+    return None if retention_ms < 0 or segment_ms < 0 else (retention_ms + segment_ms) / 1000
+
+
 def diagnose(settings: Settings) -> list[str]:
     """What is wrong with the pipeline as the cluster sees it now, one phrase each:
     partitions without a leader, consumer groups without members."""

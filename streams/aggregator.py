@@ -27,7 +27,8 @@ PUBLISHED_WITHIN_S = 86_400  # a job's publishing time older than this is no clo
 
 class Aggregator:
     def __init__(self, journal: Journal, work_dir: Path, output_dir: Path, options: AssemblyOptions,
-                 replay: Replayer, idle_timeout_s: float, clock: Callable[[], float] = time.monotonic):
+                 replay: Replayer, idle_timeout_s: float, clock: Callable[[], float] = time.monotonic,
+                 max_open_jobs: int | None = None, max_held_bytes: int | None = None):
         self.journal = journal
         self.work_dir = work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -36,6 +37,9 @@ class Aggregator:
         self.replay = replay
         self.idle_timeout_s = idle_timeout_s
         self.clock = clock
+        # Bounds across jobs (the app passes DVP_MAX_OPEN_JOBS, DVP_HELD_MB); None: none.
+        self.max_open_jobs = max_open_jobs
+        self.max_held_bytes = max_held_bytes
         self.jobs: dict[str, JobAssembler] = {}
         self.last_seen: dict[str, float] = {}  # job id: when its last record came
         self.announcing: set[str] = set()  # ended jobs whose outcome this process is sending
@@ -71,6 +75,11 @@ class Aggregator:
         if isinstance(record, JobStart) and job_id not in self.jobs:
             if entry is not None:
                 return events  # a start read again, of a job that ended
+            if self.max_open_jobs is not None and len(self.jobs) >= self.max_open_jobs:
+                self.journal.put(JobEntry(job_id, partition, offset, RUNNING))
+                return events + [self._end(job_id, JobFailed(
+                    job_id, f"this aggregator assembles {len(self.jobs)} jobs already, its limit "
+                            f"(DVP_MAX_OPEN_JOBS): publish it again later, or run more aggregators"))]
             self._open(record, partition, offset)
             return events + [JobProgress(job_id, 0, record.frame_count)]
         job = self.jobs.get(job_id)
@@ -179,9 +188,27 @@ class Aggregator:
             outcome = job.fail(f"{type(exc).__name__}: {exc}")
         if outcome is not None:
             return [self._finish(job, outcome)]
-        if isinstance(record, ProcessedFrame) and job.written // PROGRESS_EVERY > before // PROGRESS_EVERY:
-            return [JobProgress(job.start.job_id, job.written, job.total)]
-        return []
+        if not isinstance(record, ProcessedFrame):
+            return []
+        events = self._over_held_bytes()
+        if job.start.job_id in self.jobs and job.written // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            events.append(JobProgress(job.start.job_id, job.written, job.total))
+        return events
+
+    def _over_held_bytes(self) -> list:
+        """Past the bound on frames held across jobs, fail the jobs holding the most
+        until it holds: a few jobs far out of order cannot starve the others."""
+        events: list = []
+        while self.max_held_bytes is not None and self.jobs:
+            held = sum(j.held_bytes for j in self.jobs.values())
+            if held <= self.max_held_bytes:
+                break
+            most = max(self.jobs.values(), key=lambda j: j.held_bytes)
+            events.append(self._finish(most, most.fail(
+                f"the aggregator holds {held / 1e6:.0f} MB of frames across {len(self.jobs)} jobs, over "
+                f"DVP_HELD_MB={self.max_held_bytes // 1_000_000}; this job held the most, "
+                f"{most.held_bytes / 1e6:.0f} MB, its frames far out of order")))
+        return events
 
     def _finish(self, job: JobAssembler, outcome: Outcome) -> Outcome:
         self.jobs.pop(job.start.job_id, None)
@@ -196,7 +223,7 @@ class Aggregator:
         entry = self.journal.get(job_id)
         if entry is not None:
             self.journal.put(dataclasses.replace(entry, status=status, outcome=dataclasses.asdict(outcome),
-                                                 announced=False))
+                                                 announced=False, ended_s=time.time()))
         log.info("job %s %s", job_id, status)
         return outcome
 

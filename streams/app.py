@@ -26,6 +26,7 @@ from dvp.streams.results import result_chunks
 
 log = logging.getLogger("dvp.aggregator")
 ADOPT_EVERY_S = 2.0  # how often unfinished jobs of held partitions are looked for
+PRUNE_EVERY_S = 3600.0  # how often the journal forgets jobs whose records have left the log
 
 
 def _credentials(settings: Settings):
@@ -83,10 +84,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     aggregator = Aggregator(
         journal, work_dir, settings.outputs,
         AssemblyOptions(settings.crf, settings.preset, settings.reorder_frames, settings.reorder_mb * 1_000_000,
-                        settings.strict_reach, settings.max_pixels),
+                        settings.strict_reach, settings.max_pixels, settings.max_audio_mb * 1_000_000),
         replay=lambda partition, offset: ((o, value) for o, _key, value in kafka.read_partition(
             settings, settings.names.processed, partition, offset)),
-        idle_timeout_s=settings.job_idle_timeout_s)
+        idle_timeout_s=settings.job_idle_timeout_s,
+        max_open_jobs=settings.max_open_jobs, max_held_bytes=settings.held_mb * 1_000_000)
     # One thread: the assembly is serial, and the event loop stays free.
     assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
 
@@ -162,6 +164,15 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     @app.timer(interval=min(settings.job_idle_timeout_s / 4, 30.0))
     async def expire_idle_jobs():
         await publish(await in_assembly(aggregator.expire))
+
+    @app.timer(interval=PRUNE_EVERY_S)
+    async def prune_journal():
+        """A job is journaled until its records have left the processed topic: read again
+        before that, they must not start it again. The topic's retention is asked each
+        time, as an operator may change it."""
+        lifetime = await asyncio.to_thread(kafka.record_lifetime_s, settings, settings.names.processed)
+        if lifetime is not None and (pruned := journal.prune(time.time() - lifetime)):
+            log.info("journal: %d jobs ended over %.0f s ago forgotten", pruned, lifetime)
 
     return app
 

@@ -47,6 +47,7 @@ class AssemblyOptions:
     reorder_bytes: int  # and their size
     strict_reach: int = 12  # strict privacy: frames a face is tracked across (look-ahead and hold)
     max_pixels: int = EIGHT_K  # the most a frame from the topic may declare
+    max_audio_bytes: int | None = None  # sound one job may bring (the app: DVP_MAX_AUDIO_MB); None: no bound
 
 
 Outcome = JobCompleted | JobFailed
@@ -81,7 +82,9 @@ class JobAssembler:
         self._encoder: VideoEncoder | None = None
         self._early: dict[int, ProcessedFrame] = {}
         self._early_bytes = 0
+        self._strict_bytes = 0  # of the frames in the strict look-ahead
         self._audio_chunks = 0
+        self._audio_bytes = 0
         self._end: JobEnd | None = None
         self._strict = TemporalCover[ProcessedFrame](options.strict_reach) if start.privacy == STRICT else None
         self._taken = 0  # frames taken in order: written, or waiting in the strict look-ahead
@@ -97,6 +100,11 @@ class JobAssembler:
     def held(self) -> int:
         """Frames in memory: arrived early, or in the strict look-ahead."""
         return len(self._early) + (self._strict.waiting if self._strict is not None else 0)
+
+    @property
+    def held_bytes(self) -> int:
+        """The size of the frames in memory."""
+        return self._early_bytes + self._strict_bytes
 
     @property
     def total(self) -> int | None:
@@ -120,9 +128,13 @@ class JobAssembler:
                 self._write_ready()
         elif isinstance(record, AudioChunk):
             if record.seq == self._audio_chunks:  # duplicates and strays are ignored
+                bound = self.options.max_audio_bytes
+                if bound is not None and self._audio_bytes + len(record.data) > bound:
+                    return self.fail(f"more than {bound // 1_000_000} MB of sound, over DVP_MAX_AUDIO_MB")
                 with open(self._audio_path, "ab") as f:
                     f.write(record.data)
                 self._audio_chunks += 1
+                self._audio_bytes += len(record.data)
         elif isinstance(record, JobEnd):
             self._end = record
             for index in [i for i in self._early if i >= record.frame_count]:  # strays past the end
@@ -157,6 +169,7 @@ class JobAssembler:
                                f"a frame may carry")
             faces = [_face(b) for b in frame.faces if _plausible(b)]
             if self._strict is not None:
+                self._strict_bytes += len(frame.jpeg)
                 for final, cover in self._strict.push(frame.index, frame, faces):
                     self._write(final, cover)
             else:  # a frame that comes unfiltered to a per-frame job is filtered here, never written as it is
@@ -165,6 +178,8 @@ class JobAssembler:
     def _write(self, frame: ProcessedFrame, faces: list[Face] | None) -> None:
         """Encode the next frame; with `faces`, filter them first (strict mode)."""
         s = self.start
+        if self._strict is not None:  # out of the look-ahead
+            self._strict_bytes -= len(frame.jpeg)
         try:
             image = decode_jpeg(frame.jpeg, self.options.max_pixels, (s.width, s.height))
         except MalformedRecord as exc:

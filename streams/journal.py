@@ -24,6 +24,7 @@ class JobEntry:
     status: str
     outcome: dict | None = None  # the JobCompleted or JobFailed fields, once the job ended
     announced: bool = False  # its outcome went out; until then a new owner sends it again
+    ended_s: float | None = None  # when it ended (seconds since 1970)
 
 
 class Journal:
@@ -46,6 +47,18 @@ class Journal:
             unsaved, self._unsaved = self._unsaved, {}
             for job_id, raw in unsaved.items():
                 self._store[job_id] = raw
+
+    def prune(self, ended_before_s: float) -> int:
+        """Forget the jobs announced and ended before this time (when their records
+        have left the log, nothing can start them again); returns how many. From
+        the thread that may write the store, as `save`."""
+        with self._lock:
+            gone = [job_id for job_id, raw in self._store.items()
+                    if job_id not in self._unsaved and raw and raw.get("announced")
+                    and (raw.get("ended_s") or ended_before_s) < ended_before_s]
+            for job_id in gone:
+                del self._store[job_id]
+        return len(gone)
 
     def unfinished(self, partitions: Iterable[int]) -> list[JobEntry]:
         """Jobs on these partitions still running, or whose outcome was never announced."""

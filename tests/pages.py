@@ -24,6 +24,7 @@ def main() -> None:
         "exception": [e.value for e in at.exception],
         "error": [e.value for e in at.error], "warning": [e.value for e in at.warning],
         "info": [e.value for e in at.info], "header": [h.value for h in at.header],
+        "text": [t.value for t in at.text], "markdown": [m.value for m in at.markdown],
         "metrics": {m.label: m.value for m in at.metric},
         "tables": [t.value.astype(str).to_dict(orient="records") for t in at.dataframe],
     }))

@@ -9,11 +9,21 @@ import numpy as np
 import pytest
 
 from dvp.errors import MalformedRecord
-from dvp.messages import ASSEMBLY, FaceBox, JobCompleted, JobEnd, JobFailed, JobStart, ProcessedFrame, StageTimings
+from dvp.messages import (
+    ASSEMBLY,
+    AudioChunk,
+    FaceBox,
+    JobCompleted,
+    JobEnd,
+    JobFailed,
+    JobStart,
+    ProcessedFrame,
+    StageTimings,
+)
 from dvp.sample import read_stamp
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import AssemblyOptions, JobAssembler
-from dvp.streams.journal import Journal
+from dvp.streams.journal import COMPLETED, RUNNING, JobEntry, Journal
 from tests.helpers import read_video
 
 T = StageTimings(0.0, 0.0, 0.0, 0.0, 0.0)
@@ -31,14 +41,21 @@ def job_records(clips):
     return [(offset, ASSEMBLY.encode(r)) for offset, r in enumerate(records)]
 
 
-def aggregator(tmp_path, log=(), clock=time.monotonic, **limits):
+def aggregator(tmp_path, log=(), clock=time.monotonic, bounds=None, **limits):
     """An aggregator process; those of one test share the journal's store, as
-    aggregators share the Faust table, and the work and output folders."""
+    aggregators share the Faust table, and the work and output folders. `bounds`:
+    those across jobs, `limits`: those of each job."""
     limits = {"reorder_frames": 2000, "reorder_bytes": 512_000_000, **limits}
     store = STORES.setdefault(tmp_path, {})
     return Aggregator(Journal(store), tmp_path / "work", tmp_path / "out", AssemblyOptions(18, "veryfast", **limits),
                       replay=lambda partition, offset: iter([r for r in log if r[0] >= offset]),
-                      idle_timeout_s=60, clock=clock)
+                      idle_timeout_s=60, clock=clock, **(bounds or {}))
+
+
+def as_job(records, job_id: str) -> list:
+    """The same records, of another job."""
+    return [(offset, ASSEMBLY.encode(dataclasses.replace(ASSEMBLY.decode(value), job_id=job_id)))
+            for offset, value in records]
 
 
 STORES: dict = {}
@@ -271,3 +288,79 @@ def test_a_jobs_publishing_time_is_used_only_when_plausible(tmp_path, job_record
     assert agg.published_at("job-1", now_s=10**9) is None  # decades old: a wrong clock
     assert agg.published_at("job-1", now_s=-1.0) is None  # ahead of ours
     assert agg.published_at("no-such-job", now_s=100.0) is None
+
+
+def test_jobs_past_the_open_jobs_bound_fail_at_their_start_and_the_others_complete(tmp_path, job_records):
+    agg = aggregator(tmp_path, bounds={"max_open_jobs": 2})
+    jobs = {name: as_job(job_records, name) for name in ("a", "b", "c")}
+    events = feed(agg, [jobs["a"][0], jobs["b"][0], jobs["c"][0]])
+    [refused] = [e for e in events if isinstance(e, JobFailed)]
+    assert refused.job_id == "c" and "DVP_MAX_OPEN_JOBS" in refused.reason
+    assert set(agg.jobs) == {"a", "b"}
+    events = feed(agg, jobs["c"][1:] + jobs["a"][1:] + jobs["b"][1:])  # the refused job's records are ignored
+    assert sorted(e.job_id for e in events if isinstance(e, JobCompleted)) == ["a", "b"]
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert not (tmp_path / "out" / "c.mp4").exists() and not list((tmp_path / "work").glob("c.*"))
+    again = feed(agg, as_job(job_records, "d"))  # with room again, a new job is taken
+    assert isinstance(again[-1], JobCompleted) and again[-1].job_id == "d"
+
+
+def test_past_the_bound_on_frames_held_across_jobs_the_job_holding_the_most_fails(tmp_path, job_records):
+    far, near = as_job(job_records, "far"), as_job(job_records, "near")
+    bound = sum(len(ASSEMBLY.decode(value).jpeg) for _, value in far[2:12] + near[2:3])
+    agg = aggregator(tmp_path, bounds={"max_held_bytes": bound})
+    events = feed(agg, [far[0], near[0]] + far[2:12] + near[2:3])  # both wait for their frame 0
+    assert not [e for e in events if isinstance(e, JobFailed)]  # at the bound
+    events = feed(agg, near[3:4])  # past it: the job that came last is not the one holding the most
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert failed.job_id == "far" and "DVP_HELD_MB" in failed.reason and "held the most" in failed.reason
+    assert set(agg.jobs) == {"near"}
+    done = feed(agg, near[1:2] + near[4:])
+    assert isinstance(done[-1], JobCompleted) and done[-1].job_id == "near" and done[-1].frames == 20
+    assert not list((tmp_path / "work").glob("far.*"))
+
+
+def test_frames_held_in_the_strict_look_ahead_count_against_the_bound(tmp_path, job_records):
+    start = ASSEMBLY.decode(job_records[0][1])
+    strict = [(0, ASSEMBLY.encode(dataclasses.replace(start, privacy="strict")))] + job_records[1:]
+    size = len(ASSEMBLY.decode(job_records[1][1]).jpeg)
+    agg = aggregator(tmp_path, bounds={"max_held_bytes": 5 * size}, strict_reach=12)
+    events = feed(agg, strict[:10])  # in order, yet the look-ahead holds up to 12 frames
+    assert isinstance(events[-1], JobFailed) and "DVP_HELD_MB" in events[-1].reason
+    assert not agg.jobs
+
+
+def test_sound_past_the_bound_fails_the_job_and_leaves_no_files(tmp_path, job_records):
+    agg = aggregator(tmp_path, max_audio_bytes=10_000)
+    chunks = [(100 + i, ASSEMBLY.encode(AudioChunk("job-1", i, bytes(4000)))) for i in range(3)]
+    events = feed(agg, job_records[:1] + chunks[:2])
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert (tmp_path / "work" / "job-1.audio.mka").stat().st_size == 8000
+    events = feed(agg, chunks[2:])
+    assert isinstance(events[-1], JobFailed) and "DVP_MAX_AUDIO_MB" in events[-1].reason
+    assert not list((tmp_path / "work").glob("job-1.*"))
+
+
+def test_the_journal_forgets_only_jobs_announced_and_ended_before_the_time(tmp_path):
+    store: dict = {}
+    journal = Journal(store)
+    ended = dict(status=COMPLETED, outcome={}, ended_s=1000.0)
+    journal.put(JobEntry("old", 0, 0, announced=True, **ended))
+    journal.put(JobEntry("unannounced", 0, 1, announced=False, **ended))
+    journal.put(JobEntry("recent", 0, 2, announced=True, **{**ended, "ended_s": 3000.0}))
+    journal.put(JobEntry("running", 0, 3, RUNNING))
+    journal.put(JobEntry("from-before-ended-times", 0, 4, COMPLETED, {}, True))
+    journal.save()
+    assert journal.prune(ended_before_s=2000.0) == 1
+    assert sorted(store) == ["from-before-ended-times", "recent", "running", "unannounced"]
+
+
+def test_an_ended_job_is_journaled_with_its_end_time(tmp_path, job_records):
+    agg = aggregator(tmp_path)
+    before = time.time()
+    feed(agg, job_records)
+    agg.announced("job-1")
+    agg.journal.save()
+    entry = agg.journal.get("job-1")
+    assert entry.announced and before <= entry.ended_s <= time.time()
+    assert agg.journal.prune(ended_before_s=before) == 0 and agg.journal.prune(ended_before_s=time.time() + 1) == 1

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from dvp.dashboard.url import MAX_REFRESH_S, REFRESH_S, refresh_s
 from dvp.filters import FILTERS
 from dvp.infra.tansu import free_port
 from tests.helpers import chromium, dvp, raw_status, wait_for
@@ -70,6 +71,36 @@ def test_the_jobs_page_and_the_job_page_agree_with_the_run(demo):
 def test_an_empty_store_says_so(tmp_path):
     shown = page({"env": {"DVP_HOME": str(tmp_path), "DVP_BOOTSTRAP_SERVERS": "127.0.0.1:1"}}, "Workers")
     assert any("No worker has processed a frame yet" in i for i in shown["info"])
+
+
+MARKDOWN_REASON = "![x](http://evil.example/x.png) [open me](http://evil.example) **urgent**"
+STORE_A_FAILED_JOB = f"""
+from dvp.config import Settings
+from dvp.consumers.sink import Record, rows_of
+from dvp.messages import JOBS, JobFailed
+from dvp.store import JOB_COLUMNS, JOBS_TABLE, Store
+settings = Settings.load()
+jobs = rows_of(settings.names, [Record(settings.names.jobs, 0, 0, 1_700_000_000_000,
+                                       JOBS.encode(JobFailed("marked-up", {MARKDOWN_REASON!r})))]).jobs
+Store(settings).insert(JOBS_TABLE, JOB_COLUMNS, jobs)
+"""
+
+
+def test_a_failure_reason_from_a_record_is_shown_as_text_not_markdown(tmp_path):
+    env = {"DVP_HOME": str(tmp_path), "DVP_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    done = subprocess.run([sys.executable, "-c", STORE_A_FAILED_JOB], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = page({"env": env}, "Job", "marked-up", check=False)
+    assert shown["metrics"]["state"] == "failed"
+    assert MARKDOWN_REASON in shown["text"]
+    assert not [m for m in shown["markdown"] if "evil.example" in m], shown["markdown"]
+
+
+def test_refresh_from_the_url_is_a_number_of_seconds_of_at_most_an_hour():
+    assert refresh_s(None) == REFRESH_S and refresh_s("0") == 0 and refresh_s("5") == 5
+    assert refresh_s("1e9") == MAX_REFRESH_S == 3600
+    assert [refresh_s(v) for v in ("nan", "inf", "-1", "soon", "")] == [REFRESH_S] * 5
 
 
 def test_every_page_in_a_real_browser(demo, tmp_path):
