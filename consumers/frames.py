@@ -17,6 +17,7 @@ import numpy as np
 from confluent_kafka import Message
 
 from dvp.config import Names
+from dvp.consumers.live_schedule import LiveSchedule
 from dvp.errors import BrokerError, DvpError, InputError, MalformedRecord
 from dvp.faces import Detectors
 from dvp.filters import FilterSpec, parse_spec
@@ -91,8 +92,9 @@ def _spec(text: str) -> FilterSpec:
 
 class FrameProcessor:
     def __init__(self, names: Names, detectors: Detectors, identity: WorkerIdentity, jpeg_quality: int,
-                 max_pixels: int, results_topic: str | None = None):
+                 max_pixels: int, results_topic: str | None = None, schedule: LiveSchedule | None = None):
         self.names = names
+        self.schedule = schedule  # live frames: which search each frame gets (live_schedule.py)
         self.results_topic = results_topic or names.processed  # live frames go to names.live_out
         self.detectors = detectors  # each frame names the one its job asks for
         self.identity = identity
@@ -136,7 +138,12 @@ class FrameProcessor:
             raise MalformedRecord(f"frame {frame.index} of job {frame.job_id}: {exc}") from None
         t1 = time.perf_counter()
         strict = frame.privacy == STRICT
-        faces = self.detectors.get(frame.detector).detect(image, landmarks=spec.needs_landmarks)
+        detector = self.detectors.get(frame.detector)
+        if self.schedule is None:
+            faces = detector.detect(image, spec.needs_landmarks)
+        else:
+            faces = self.schedule.faces(frame.job_id, image, frame.capture_ts_us, detector.detect,
+                                        spec.needs_landmarks)
         t2 = time.perf_counter()
         if strict:
             jpeg, t3 = frame.jpeg, t2

@@ -13,6 +13,7 @@ import numpy as np
 from dvp import kafka
 from dvp.config import Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity, send_outcome
+from dvp.consumers.live_schedule import LiveSchedule
 from dvp.errors import DvpError, MalformedRecord
 from dvp.faces import Detectors
 from dvp.messages import FRAMES, PER_FRAME, now_us
@@ -36,7 +37,8 @@ class LiveLoop(threading.Thread):
         # The first inference is slow: not on a live frame.
         detectors.get(s.live_detector).detect(np.zeros((480, 640, 3), np.uint8))
         processor = FrameProcessor(s.names, detectors, self.identity, s.jpeg_quality, s.max_pixels,
-                                   results_topic=s.names.live_out)
+                                   results_topic=s.names.live_out,
+                                   schedule=LiveSchedule(s.live_full_every or None))
         deadline_us = s.live_deadline_ms * 1000
         consumer.subscribe([s.names.live], on_assign=lambda _c, parts: log.info(
             "live frames from partitions %s", sorted(tp.partition for tp in parts)))

@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local window (default where a display exists), an MJPEG stream on 127.0.0.1 "
                         "(default elsewhere), or nothing")
     p.add_argument("--port", type=int, default=8090, help="port of the MJPEG stream (default 8090)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="worker processes of the private stack started where no cluster answers (default 2)")
 
     p = sub.add_parser("fetch", parents=[common], help="write a finished job's video, by job id")
     p.add_argument("job_id")
@@ -267,16 +269,37 @@ def _dispatch(args, settings: Settings) -> int:
     return 0
 
 
+def _launched() -> float:
+    """When this process started, on time.monotonic()'s clock (Linux; else now)."""
+    import time
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    return time.monotonic() - max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+
+
 def _live(settings: Settings, args) -> int:
+    import contextlib
     import threading
 
+    from dvp.infra import tansu
+    from dvp.infra.stack import LOCAL_PORT, Stack
     from dvp.producers.live import default_view, run_live
+    started = _launched()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     _quiet_ml_logs()
-    stats = run_live(settings, args.camera, args.filter, Path(args.record) if args.record else None,
-                     args.view or default_view(), _positive(args.port, "--port"), stop)
+    workers = _positive(args.workers, "--workers")
+    with contextlib.ExitStack() as private:
+        if settings.bootstrap_servers is None and not tansu.port_open(LOCAL_PORT):
+            print(f"no cluster at {settings.bootstrap} (`dvp up` starts one): a private one for this session, "
+                  f"{workers} workers, gone when it ends", file=sys.stderr, flush=True)
+            settings = private.enter_context(Stack.running(settings, workers, live=True, files=False)).settings
+        stats = run_live(settings, args.camera, args.filter, Path(args.record) if args.record else None,
+                         args.view or default_view(), _positive(args.port, "--port"), stop, started)
     print("\n".join(stats.lines()))
     if args.record:
         print(f"recorded  {args.record}")

@@ -211,6 +211,11 @@ class Settings:
         150, "DVP_LIVE_DEADLINE_MS",
         "`dvp live`: a frame not shown this long after its capture is skipped (workers drop it too)", int,
         check=_between(10, 10_000))
+    live_full_every: int = _setting(
+        0, "DVP_LIVE_FULL_EVERY",
+        "live frames: a camera's frames per search of the whole frame, the others searched only around the "
+        "faces found (a face entering the picture waits for the next whole search); 1: every frame searched "
+        "whole; 0: as few as keep the worker up with the camera", int, check=_between(0, 30))
     webrtc_loopback: bool = _setting(
         False, "DVP_WEBRTC_LOOPBACK",
         "the Live page offers the browser only 127.0.0.1 to connect to: for a browser on this machine "

@@ -44,7 +44,7 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _overlap(a: Face, b: Face) -> tuple[float, float]:
+def overlap(a: Face, b: Face) -> tuple[float, float]:
     """(intersection over union, share of the smaller box inside the other)."""
     x0, y0 = max(a.x, b.x), max(a.y, b.y)
     x1, y1 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
@@ -60,7 +60,7 @@ def merge(faces: list[Face]) -> list[Face]:
     merged: list[Face] = []
     for face in sorted(faces, key=lambda f: -f.score):
         for i, kept in enumerate(merged):
-            iou, inside = _overlap(face, kept)
+            iou, inside = overlap(face, kept)
             if iou >= 1 / 3 or inside >= 0.6:
                 x0, y0 = min(face.x, kept.x), min(face.y, kept.y)
                 x1, y1 = max(face.x + face.w, kept.x + kept.w), max(face.y + face.h, kept.y + kept.h)

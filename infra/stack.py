@@ -70,8 +70,9 @@ class Stack:
 
     @classmethod
     @contextmanager
-    def running(cls, settings: Settings, workers: int, live: bool = False) -> Iterator[Stack]:
-        """`live`: the workers also take live camera frames (left to the cluster's own by default)."""
+    def running(cls, settings: Settings, workers: int, live: bool = False, files: bool = True) -> Iterator[Stack]:
+        """`live`: the workers also take live camera frames (left to the cluster's own by default);
+        `files`: an aggregator assembles file jobs (live frames need none)."""
         home = Path(tempfile.mkdtemp(prefix="dvp-run-"))
         services = ServiceDir(home)
         procs: dict[str, list[subprocess.Popen]] = {}
@@ -92,8 +93,9 @@ class Stack:
             env = settings.to_env()
             argv = dvp_command("worker", "-v", *([] if live else ["--no-live"]))
             procs["worker"] = [services.spawn(f"worker-{i}", argv, env, with_parent=True) for i in range(workers)]
-            procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator", "-v"), env,
-                                                  with_parent=True)]
+            if files:
+                procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator", "-v"), env,
+                                                      with_parent=True)]
             kafka.ensure_topics(settings)
             yield cls(settings, home, procs)
         finally:
@@ -106,7 +108,7 @@ class Stack:
 
     def check_alive(self) -> None:
         """Raise if the job can no longer finish: the aggregator or every worker died."""
-        if self._procs["aggregator"][0].poll() is not None:
+        if any(p.poll() is not None for p in self._procs.get("aggregator", ())):
             raise DvpError("the aggregator exited early")
         if all(p.poll() is not None for p in self._procs["worker"]):
             raise DvpError("every worker exited early")

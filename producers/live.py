@@ -49,14 +49,22 @@ class _Stream:
 
 
 def run_live(settings: Settings, source: str, filter_spec: str, record: Path | None, view: str,
-             port: int, stop: threading.Event | None = None) -> LiveStats:
-    """Until the source ends, fails or `stop` is set."""
+             port: int, stop: threading.Event | None = None, started: float | None = None) -> LiveStats:
+    """Until the source ends, fails or `stop` is set. Capture begins once the live
+    path is ready (a probe came back through every live partition). `started`:
+    when the user started it (time.monotonic()), for the time to the first frame."""
     stop = stop or threading.Event()
     parse_spec(filter_spec)  # refused before the camera opens
     camera = open_source(source)
     try:
-        session = LiveSession(settings, filter_spec)
+        session = LiveSession(settings, filter_spec, started)
     except DvpError:
+        camera.close()
+        raise
+    try:
+        session.wait_ready()
+    except DvpError:
+        session.close()
         camera.close()
         raise
     finished = threading.Event()

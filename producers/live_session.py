@@ -5,7 +5,9 @@ The terminal (`dvp live`) and the browser (the dashboard's Live page) both
 drive one; what they show it on is theirs."""
 from __future__ import annotations
 
+import math
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -14,11 +16,15 @@ from confluent_kafka import TopicPartition
 
 from dvp import kafka
 from dvp.config import Settings
-from dvp.errors import DvpError, MalformedRecord
+from dvp.errors import BrokerError, DvpError, MalformedRecord
 from dvp.filters import parse_spec
 from dvp.jpeg import decode_jpeg, encode_jpeg
 from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, Frame, ProcessedFrame, now_us
 from dvp.producers.playout import Playout
+
+READY_TIMEOUT_S = 60.0  # for workers to take the live partitions (a private stack loads models meanwhile)
+PROBE_EVERY_S = 0.25  # a probe is sent again this often until its partition answers
+FIRST_SECOND_US = 1_000_000
 
 
 @dataclass
@@ -26,6 +32,8 @@ class LiveStats:
     captured: int = 0
     shown: int = 0
     skipped: int = 0
+    first_second_skipped: int = 0  # of the frames captured in the session's first second
+    first_shown_s: float | None = None  # from the launch (`started`) to the first frame shown
     latencies_ms: list[float] = field(default_factory=list)
     error: str | None = None  # the camera failed mid-stream
 
@@ -33,7 +41,10 @@ class LiveStats:
         return float(np.percentile(self.latencies_ms, p)) if self.latencies_ms else float("nan")
 
     def lines(self) -> list[str]:
-        return [f"captured  {self.captured}", f"shown     {self.shown}", f"skipped   {self.skipped}",
+        first = f"{self.first_shown_s:.1f} s after the start" if self.first_shown_s is not None else "never"
+        return [f"captured  {self.captured}", f"shown     {self.shown}",
+                f"skipped   {self.skipped} ({self.first_second_skipped} in the first second)",
+                f"first     {first}",
                 f"latency   p50 {self.percentile(50):.0f} ms, p95 {self.percentile(95):.0f} ms, "
                 f"p99 {self.percentile(99):.0f} ms (capture to shown)"]
 
@@ -48,17 +59,24 @@ class Shown:
 
 
 class LiveSession:
-    def __init__(self, settings: Settings, filter_spec: str):
+    """`started`: when the user started it (time.monotonic()), for the time to the first frame shown."""
+
+    def __init__(self, settings: Settings, filter_spec: str, started: float | None = None):
         self.spec = str(parse_spec(filter_spec))  # refused before anything is sent
         kafka.ensure_topics(settings)
         self.settings = settings
+        self.started = time.monotonic() if started is None else started
         self.id = f"live-{uuid.uuid4().hex[:8]}"
         self._key = self.id.encode()
         names = settings.names
         self._reader = kafka.consumer(settings, **{"group.id": f"{names.live_out}-viewer",
                                                    "enable.auto.commit": False, "fetch.wait.max.ms": 5})
         try:
-            out_partition = kafka.key_partition(self._key, kafka.partition_count(settings, names.live_out))
+            out_partitions = kafka.partition_count(settings, names.live_out)
+            out_partition = kafka.key_partition(self._key, out_partitions)
+            # Probes of the live path come back on the session's partition, under a job id of their own.
+            self._probe_id = next(probe for n in range(1000) if kafka.key_partition(
+                (probe := f"{self.id}.ready{n}").encode(), out_partitions) == out_partition)
             _low, high = kafka.watermarks(self._reader, names.live_out, out_partition, settings.connect_timeout_s)
             self._reader.assign([TopicPartition(names.live_out, out_partition, high)])
             self._partitions = kafka.partition_count(settings, names.live)
@@ -88,6 +106,38 @@ class LiveSession:
                       self.settings.live_detector)
         self._producer.send(self.settings.names.live, FRAMES.encode(frame), key=self._key,
                             partition=index % self._partitions)
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until a probe sent to each partition of the live topic has come back filtered:
+        workers hold every partition and have loaded their models, so the first frames
+        are not skipped. A probe sent before its partition had a worker is never read
+        (workers start at the end): each is sent again until it answers."""
+        probe = encode_jpeg(np.full((48, 64, 3), 128, np.uint8), self.settings.jpeg_quality)
+        waiting = set(range(self._partitions))
+        deadline = time.monotonic() + timeout_s
+        sent_at = -math.inf
+        while waiting:
+            now = time.monotonic()
+            if now > deadline:
+                raise BrokerError(f"no worker took live frames within {timeout_s:g} s (partitions "
+                                  f"{sorted(waiting)} of {self.settings.names.live}): are workers running, "
+                                  f"without --no-live?")
+            if now - sent_at >= PROBE_EVERY_S:
+                for partition in waiting:
+                    frame = Frame(self._probe_id, partition, partition, "blur", PER_FRAME, probe, now_us(),
+                                  now_us(), self.settings.live_detector)
+                    self._producer.send(self.settings.names.live, FRAMES.encode(frame), key=self._key,
+                                        partition=partition)
+                self._producer.poll(0)
+                sent_at = now
+            msg = self._reader.poll(0.02)
+            if msg is not None and not msg.error():
+                try:
+                    back = ASSEMBLY.decode(msg.value())
+                except DvpError:
+                    continue
+                if isinstance(back, ProcessedFrame) and back.job_id == self._probe_id:
+                    waiting.discard(back.index)
 
     def set_filter(self, filter_spec: str) -> None:
         """The filter of the frames sent from now on."""
@@ -126,11 +176,15 @@ class LiveSession:
 
     def counted(self, shown: Shown, on_screen: bool = True) -> None:
         """Count a frame whose turn came: shown (its latency taken now) or skipped."""
+        stats = self.stats
         if shown.image is not None and on_screen:
-            self.stats.shown += 1
-            self.stats.latencies_ms.append((now_us() - shown.captured_at_us) / 1000)
+            stats.shown += 1
+            stats.latencies_ms.append((now_us() - shown.captured_at_us) / 1000)
+            if stats.first_shown_s is None:
+                stats.first_shown_s = time.monotonic() - self.started
         else:
-            self.stats.skipped += 1
+            stats.skipped += 1
+            stats.first_second_skipped += shown.captured_at_us - (self.first_capture_us or 0) < FIRST_SECOND_US
 
     @property
     def waiting(self) -> int:

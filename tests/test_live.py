@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from dvp.faces import FaceDetector
-from dvp.infra.tansu import free_port
+from dvp.infra.stack import LOCAL_PORT
+from dvp.infra.tansu import free_port, port_open
 from dvp.producers.mjpeg import MjpegServer
 from dvp.producers.playout import Playout
 from dvp.sample import astronaut_face, background, read_stamp
@@ -50,6 +51,40 @@ def figures(stdout: str) -> dict[str, float]:
     found = dict(re.findall(r"^(captured|shown|skipped)\s+(\d+)", stdout, re.M))
     found.update(re.search(r"p50 (?P<p50>\d+) ms, p95 (?P<p95>\d+) ms, p99 (?P<p99>\d+) ms", stdout).groupdict())
     return {k: float(v) for k, v in found.items()}
+
+
+def dvp_processes() -> set[int]:
+    """Brokers and dvp services running on this machine now."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if argv and (b"tansu" in argv[0] or argv[1:3] == [b"-m", b"dvp"]):
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.integration
+def test_dvp_live_with_nothing_running_shows_every_frame_and_leaves_nothing_behind(clips, tmp_path):
+    if port_open(LOCAL_PORT):
+        pytest.skip(f"something listens on {LOCAL_PORT}, where dvp live would find a cluster")
+    before = dvp_processes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVP_")}
+    done = subprocess.run([sys.executable, "-m", "dvp", "live", "--camera", str(clips["face"]), "--view", "none",
+                           "--record", str(tmp_path / "rec.mp4"), "--workers", "1"],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**env, "DVP_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "a private one for this session" in done.stderr
+    shown = figures(done.stdout)
+    # Capture began once the live path answered: no frame skipped while workers joined.
+    assert re.search(r"^skipped\s+\d+ \(0 in the first second\)", done.stdout, re.M), done.stdout
+    assert shown["captured"] == 75 and shown["shown"] >= 70, done.stdout
+    assert re.search(r"^first\s+[\d.]+ s after the start", done.stdout, re.M), done.stdout
+    assert len(read_video(tmp_path / "rec.mp4").frames) == shown["shown"]
+    wait_for(lambda: not dvp_processes() - before, 10, "the private stack's processes to end")
 
 
 def live_ready(services) -> None:
