@@ -60,14 +60,15 @@ class VideoSource:
     copies its audio packets (timestamps rebased like the video's) into a
     Matroska file, which carries any codec without re-encoding."""
 
-    def __init__(self, path: str, options: SourceOptions = EVERY_TRACK):
-        if not os.path.exists(path):
+    def __init__(self, path: str, options: SourceOptions = EVERY_TRACK, timeout_s: float | None = None):
+        """`path`: a file, or a stream's URL; `timeout_s`: how long a stream may be silent."""
+        if "://" not in path and not os.path.exists(path):
             raise InputError(f"{path}: no such file")
         if os.path.isdir(path):
             raise InputError(f"{path}: is a directory, not a video")
         self.path = path
         try:
-            self._container = av.open(path)
+            self._container = av.open(path, timeout=timeout_s)
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not a video FFmpeg can read ({_reason(exc)})") from None
         if not self._container.streams.video:

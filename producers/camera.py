@@ -1,6 +1,7 @@
-"""Where live frames come from: a camera by device index, a stream by URL
-(RTSP, HTTP), or a video file played at its own frame rate (a camera's
-stand-in in tests and demos). Frames come with their capture time."""
+"""Where live frames come from: a camera by device index (OpenCV), a stream by
+URL (RTSP, HTTP, MJPEG: FFmpeg, with its sound), or a video file played at its
+own frame rate (a camera's stand-in in tests and demos). Frames come with their
+capture time."""
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ class Captured:
 
 
 class Camera:
-    """A device or stream read through OpenCV."""
+    """A device read through OpenCV."""
 
     def __init__(self, source: str):
         self.name = f"camera {source}"
@@ -53,12 +54,22 @@ class Camera:
         self._capture.release()
 
 
-class FilePlayedLive:
-    """A video file delivered in real time: each frame when its timestamp comes."""
+STREAM_TIMEOUT_S = 10.0  # a stream silent this long has stopped
 
-    def __init__(self, path: str):
-        self.name = path
-        self._source = VideoSource(path)
+
+class Played:
+    """A stream, or a video file delivered in real time: each frame when its
+    timestamp comes (a live stream's frames come on time by themselves)."""
+
+    def __init__(self, source: str):
+        self.stream = "://" in source
+        self.name = f"camera {source}" if self.stream else source
+        try:
+            self._source = VideoSource(source, timeout_s=STREAM_TIMEOUT_S if self.stream else None)
+        except InputError:
+            if self.stream:
+                raise InputError(f"{self.name} cannot be opened") from None
+            raise
         self.fps = self._source.info.fps
         self._time_base = self._source.info.time_base
 
@@ -69,17 +80,17 @@ class FilePlayedLive:
             if wait > 0:
                 time.sleep(wait)
             yield Captured(frame.image, now_us())
+        if self.stream and self._source.ended_early:
+            raise InputError(f"{self.name} stopped delivering frames after {self._source.frames_read}")
 
     def audio(self) -> bytes | None:
-        """The file's audio as far as it was played (Matroska), from its first picture on."""
+        """The sound as far as it was played (Matroska), from the first picture on."""
         return b"".join(self._source.audio_chunks(1 << 20)) or None
 
     def close(self) -> None:
         self._source.close()
 
 
-def open_source(source: str) -> Camera | FilePlayedLive:
+def open_source(source: str) -> Camera | Played:
     """A device index ("0"), a URL, or a file."""
-    if source.isdigit() or "://" in source:
-        return Camera(source)
-    return FilePlayedLive(source)
+    return Camera(source) if source.isdigit() else Played(source)

@@ -1,6 +1,8 @@
 """`dvp live`: a file played as a camera through a real worker, a worker slowed
 down on purpose, a camera that cannot be opened and one that stops mid-stream;
 the dashboard's Live page in a real browser."""
+import functools
+import http.server
 import json
 import os
 import re
@@ -11,8 +13,10 @@ import sys
 import threading
 import time
 import urllib.request
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -205,6 +209,63 @@ def test_ctrl_c_ends_a_session_with_its_figures_and_a_playable_recording(broker_
     assert 0 < shown["captured"] < 200 and shown["shown"] > 0
     stamps = [read_stamp(f) for f in read_video(record).frames]
     assert len(stamps) == shown["shown"] and stamps == sorted(set(stamps))
+
+
+FLASH_S = 1.5  # when the stream's picture flashes white and its sound beeps
+
+
+def flash_and_beep(path: Path, seconds: float = 3.0, fps: int = 30) -> None:
+    """An MPEG-TS stream, sound and picture interleaved as a live encoder sends them:
+    dark and silent but for a flash and a beep at FLASH_S, together."""
+    rate, block = 48000, 1024
+    t = np.arange(int(seconds * rate)) / rate
+    wave = np.where((t >= FLASH_S) & (t < FLASH_S + 0.1), 0.5 * np.sin(2 * np.pi * 1000 * t), 0).astype(np.float32)
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        sound = out.add_stream("aac", rate=rate, layout="mono")
+        sent = 0
+        for i in range(int(seconds * fps)):
+            bright = FLASH_S <= i / fps < FLASH_S + 0.1
+            frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), 250 if bright else 20, np.uint8), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+            while sent < (i + 1) * rate / fps:
+                samples = av.AudioFrame.from_ndarray(np.pad(wave[sent:sent + block], (0, max(
+                    0, sent + block - len(wave))))[None, :], format="fltp", layout="mono")
+                samples.sample_rate, samples.pts = rate, sent
+                out.mux(sound.encode(samples))
+                sent += block
+        out.mux(video.encode())
+        out.mux(sound.encode())
+
+
+def served(folder: Path) -> str:
+    """The folder over HTTP on loopback, until the test ends."""
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.integration
+def test_a_streams_sound_is_recorded_in_sync_with_its_pictures(broker_kind, settings, services, tmp_path):
+    if broker_kind != "tansu":
+        pytest.skip("the live path is the same on every broker")
+    services.worker()
+    (tmp_path / "www").mkdir()
+    flash_and_beep(tmp_path / "www" / "cam.ts")
+    record = tmp_path / "rec.mp4"
+    done = live(settings, "--camera", f"{served(tmp_path / 'www')}/cam.ts", "--record", str(record), "--view", "none")
+    assert done.returncode == 0, done.stderr
+    with av.open(str(record)) as rec:
+        assert [s.type for s in rec.streams] == ["video", "audio"]
+        flashes = [float(f.time) for f in rec.decode(video=0) if f.to_ndarray(format="gray").mean() > 128]
+    with av.open(str(record)) as rec:
+        beeps = [float(f.time) + np.argmax(np.abs(f.to_ndarray()[0]) > 0.1) / f.sample_rate
+                 for f in rec.decode(audio=0) if np.abs(f.to_ndarray()).max() > 0.1]
+    assert flashes and beeps, (flashes, beeps)
+    assert abs(flashes[0] - FLASH_S) < 0.1 and abs(beeps[0] - flashes[0]) < 0.1, (flashes, beeps)
 
 
 def test_a_camera_that_cannot_be_opened_is_one_line(settings_offline):
