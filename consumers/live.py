@@ -19,6 +19,7 @@ from dvp.faces import Detectors
 from dvp.messages import FRAMES, PER_FRAME, now_us
 
 log = logging.getLogger("dvp.worker")
+COST_SMOOTHING = 0.2  # weight of the newest frame in the running cost of one
 
 
 class LiveLoop(threading.Thread):
@@ -34,12 +35,15 @@ class LiveLoop(threading.Thread):
             "session.timeout.ms": s.session_timeout_ms, "fetch.wait.max.ms": 5, "client.id": self.identity.id})
         producer = kafka.ReliableProducer(s, **kafka.LIVE_PRODUCER)
         detectors = Detectors.of(s, ready=(s.live_detector,))
+        beside = Detectors.of(s)  # the full searches beside the frames in line (live_schedule.py), made if needed
+        schedule = LiveSchedule(s.live_full_every or None, beside=lambda name: beside.get(name).detect)
         # The first inference is slow: not on a live frame.
         detectors.get(s.live_detector).detect(np.zeros((480, 640, 3), np.uint8))
         processor = FrameProcessor(s.names, detectors, self.identity, s.jpeg_quality, s.max_pixels,
                                    results_topic=s.names.live_out,
-                                   schedule=LiveSchedule(s.live_full_every or None))
+                                   schedule=schedule)
         deadline_us = s.live_deadline_ms * 1000
+        cost_us = 0.0  # a frame's work here, lately: a frame that cannot be done in time is not begun
         consumer.subscribe([s.names.live], on_assign=lambda _c, parts: log.info(
             "live frames from partitions %s", sorted(tp.partition for tp in parts)))
         try:
@@ -52,16 +56,19 @@ class LiveLoop(threading.Thread):
                     frame = FRAMES.decode(msg.value())
                 except MalformedRecord:
                     frame = None  # the processor sets it aside with the reason
-                # Too late to be shown, or dated in the future: the capture time is the record's, the
-                # clock ours. This also keeps a frame that killed a worker from killing it again: the
-                # worker's restart takes longer than any deadline.
-                if frame is not None and abs(now_us() - frame.capture_ts_us) > deadline_us:
+                # Too late to be shown once done, or dated in the future: the capture time is the
+                # record's, the clock ours. A worker behind skips to the frames it can still deliver,
+                # rather than finishing each just past the deadline. This also keeps a frame that
+                # killed a worker from killing it again: the restart takes longer than any deadline.
+                began = now_us()
+                if frame is not None and not -deadline_us <= began - frame.capture_ts_us <= deadline_us - cost_us:
                     self.dropped += 1
                     continue
                 if frame is not None and frame.privacy != PER_FRAME:  # no aggregator filters live frames
                     outcome = processor.set_aside(record, "live frames are filtered per frame")
                 else:
                     outcome = processor.process(record)
+                    cost_us = COST_SMOOTHING * (now_us() - began) + (1 - COST_SMOOTHING) * cost_us
                 send_outcome(producer, outcome, None)
                 self.processed += 1
         except DvpError as exc:  # the file jobs go on
@@ -69,5 +76,7 @@ class LiveLoop(threading.Thread):
         finally:
             producer.flush(5)
             consumer.close()
+            schedule.close()
             detectors.close()
+            beside.close()
             log.info("live: %d frames processed, %d dropped past their deadline", self.processed, self.dropped)

@@ -1,12 +1,17 @@
 """The Live page: the browser's own camera through the pipeline and back,
 filtered, over WebRTC (streamlit-webrtc, aiortc in this process).
 
-Each frame the browser sends is published on the live topic (live_session.py)
-and the browser is sent the newest filtered frame whose turn has come. Never
-the camera's own frame: until the first filtered frame is back, it gets black."""
+Once the live path answers (a probe through every live partition), each frame
+the browser sends is published on the live topic (live_session.py), and for
+each the browser is sent the next filtered frame whose turn has come, in order:
+a few may wait for their turn out, so that a frame that came back a little
+late is shown rather than skipped. Never the camera's own frame: until the
+first filtered frame is back, it gets black."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 
 import av
 import cv2
@@ -19,12 +24,13 @@ from dvp.config import Settings
 from dvp.dashboard.filter_picker import filter_picker
 from dvp.errors import DvpError
 from dvp.messages import now_us
-from dvp.producers.live_session import LiveSession
+from dvp.producers.live_session import LiveSession, Shown
 
 log = logging.getLogger("dvp.dashboard")
 # No STUN or TURN server: unset, streamlit-webrtc asks a public one, which hangs
 # where there is no internet. Browsers that reach the dashboard reach its host.
 RTC_CONFIGURATION: dict = {"iceServers": []}
+MAX_QUEUED = 2  # filtered frames waiting to go out, one per frame in; past this the oldest is skipped
 
 
 class BrowserCamera(VideoProcessorBase):
@@ -33,21 +39,21 @@ class BrowserCamera(VideoProcessorBase):
     def __init__(self, settings: Settings, filter_spec: str):
         self.session = LiveSession(settings, filter_spec)
         self.last: np.ndarray | None = None
+        self._queued: deque[Shown] = deque()
+        self._ready = threading.Event()
+        threading.Thread(target=self._wait_ready, name="live-ready", daemon=True).start()
+
+    def _wait_ready(self) -> None:
+        try:
+            self.session.wait_ready()
+            self._ready.set()
+        except DvpError as exc:
+            self.session.stats.error = str(exc)
 
     def recv(self, frame: av.VideoFrame) -> av.VideoFrame:
         image = frame.to_ndarray(format="bgr24")
-        try:
-            self.session.send(image, now_us())
-            due = self.session.receive(0)
-            self.session.stats.error = None
-        except DvpError as exc:  # the page says it; the video goes on (black or the last filtered frame)
-            self.session.stats.error = str(exc)
-            due = []
-        newest = next((i for i in reversed(range(len(due))) if due[i].image is not None), None)
-        for i, shown in enumerate(due):  # one frame goes out per frame in: older ones are skipped
-            self.session.counted(shown, on_screen=i == newest)
-        if newest is not None:
-            self.last = due[newest].image
+        if self._ready.is_set():
+            self._through_the_pipeline(image)
         if self.last is None:
             out = np.zeros(image.shape, np.uint8)
         elif self.last.shape != image.shape:  # the browser changed its resolution (bandwidth)
@@ -56,6 +62,28 @@ class BrowserCamera(VideoProcessorBase):
         else:
             out = np.asarray(self.last, np.uint8)
         return av.VideoFrame.from_ndarray(out, format="bgr24")
+
+    def _through_the_pipeline(self, image: np.ndarray) -> None:
+        """Send the frame; take the next filtered one to show into `last`."""
+        try:
+            self.session.send(image, now_us())
+            due = self.session.receive(0)
+            self.session.stats.error = None
+        except DvpError as exc:  # the page says it; the video goes on (black or the last filtered frame)
+            self.session.stats.error = str(exc)
+            due = []
+        for shown in due:
+            if shown.jpeg is None:
+                self.session.counted(shown)
+            else:
+                self._queued.append(shown)
+        while len(self._queued) > MAX_QUEUED:  # one frame goes out per frame in: the view must not lag
+            self.session.counted(self._queued.popleft(), on_screen=False)
+        if self._queued:
+            shown = self._queued.popleft()
+            self.session.counted(shown, on_screen=shown.image is not None)
+            if shown.image is not None:
+                self.last = shown.image
 
     def on_ended(self) -> None:
         """On aiortc's event loop (maybe twice): quick, and never raising into it."""

@@ -28,8 +28,9 @@ class _Window:
     def __init__(self, title: str):
         self.title = title
 
-    def show(self, image: np.ndarray, _jpeg: bytes) -> None:
-        cv2.imshow(self.title, image)
+    def show(self, image: np.ndarray | None, _jpeg: bytes) -> None:
+        if image is not None:
+            cv2.imshow(self.title, image)
         cv2.waitKey(1)
 
     def close(self) -> None:
@@ -41,7 +42,7 @@ class _Stream:
         self.server = MjpegServer("127.0.0.1", port)
         print(f"live view: {self.server.url}", flush=True)
 
-    def show(self, _image: np.ndarray, jpeg: bytes) -> None:
+    def show(self, _image: np.ndarray | None, jpeg: bytes) -> None:
         self.server.show(jpeg)
 
     def close(self) -> None:
@@ -85,16 +86,18 @@ def run_live(settings: Settings, source: str, filter_spec: str, record: Path | N
     recording = Recording(record, camera.fps, settings) if record is not None else None
     thread = threading.Thread(target=capture, name="capture", daemon=True)
     thread.start()
+    decoded = recording is not None or isinstance(shown_on, _Window)  # else the JPEG goes as it came
     try:
         while not (finished.is_set() and session.waiting == 0):
             for frame in session.receive(0.01):
-                session.counted(frame)
-                if frame.image is None:
+                image = frame.image if decoded else None
+                session.counted(frame, on_screen=image is not None or not decoded)
+                if frame.jpeg is None or (decoded and image is None):
                     continue
                 if shown_on is not None:
-                    shown_on.show(frame.image, frame.jpeg)
-                if recording is not None:
-                    recording.write(frame.image, frame.captured_at_us, session.first_capture_us or 0)
+                    shown_on.show(image, frame.jpeg)
+                if recording is not None and image is not None:
+                    recording.write(image, frame.captured_at_us, session.first_capture_us or 0)
     finally:
         stop.set()
         thread.join(timeout=10)

@@ -5,6 +5,7 @@ The terminal (`dvp live`) and the browser (the dashboard's Live page) both
 drive one; what they show it on is theirs."""
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -18,7 +19,7 @@ from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import BrokerError, DvpError, MalformedRecord
 from dvp.filters import parse_spec
-from dvp.jpeg import decode_jpeg, encode_jpeg
+from dvp.jpeg import decode_jpeg, encode_jpeg, jpeg_size
 from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, Frame, ProcessedFrame, now_us
 from dvp.producers.playout import Playout
 
@@ -51,11 +52,22 @@ class LiveStats:
 
 @dataclass(frozen=True)
 class Shown:
-    """A frame whose turn has come: its image filtered, or None where it is skipped."""
+    """A frame whose turn has come: filtered, as JPEG of the size the session sent,
+    or None where it is skipped. Decoded only where asked (`image`): a view that
+    shows the JPEG as it came (MJPEG) never pays for it."""
     index: int
     captured_at_us: int
-    image: np.ndarray | None
-    jpeg: bytes
+    jpeg: bytes | None
+    size: tuple[int, int] = (0, 0)
+
+    @functools.cached_property
+    def image(self) -> np.ndarray | None:
+        if self.jpeg is None:
+            return None
+        try:
+            return decode_jpeg(self.jpeg, self.size[0] * self.size[1], self.size)
+        except MalformedRecord:
+            return None
 
 
 class LiveSession:
@@ -160,24 +172,24 @@ class LiveSession:
         self._producer.poll(0)
         with self._lock:
             due = list(self._playout.due(now_us()))
-        shown = []
-        for index, captured_at, result in due:
-            image = self._image(result) if result is not None else None
-            shown.append(Shown(index, captured_at, image, result.jpeg if result is not None and image is not None
-                               else b""))
-        return shown
+        return [Shown(index, captured_at, self._jpeg(result), self._size or (0, 0))
+                for index, captured_at, result in due]
 
-    def _image(self, result: ProcessedFrame) -> np.ndarray | None:
-        """A filtered frame from the topic, of the size this session sent (else skipped)."""
+    def _jpeg(self, result: ProcessedFrame | None) -> bytes | None:
+        """A filtered frame from the topic, if its header says it is of the size this
+        session sent, within DVP_MAX_PIXELS (else it is skipped)."""
+        if result is None:
+            return None
         try:
-            return decode_jpeg(result.jpeg, self.settings.max_pixels, self._size)
+            width, height = jpeg_size(result.jpeg)
         except MalformedRecord:
             return None
+        return result.jpeg if (width, height) == self._size and width * height <= self.settings.max_pixels else None
 
     def counted(self, shown: Shown, on_screen: bool = True) -> None:
         """Count a frame whose turn came: shown (its latency taken now) or skipped."""
         stats = self.stats
-        if shown.image is not None and on_screen:
+        if shown.jpeg is not None and on_screen:
             stats.shown += 1
             stats.latencies_ms.append((now_us() - shown.captured_at_us) / 1000)
             if stats.first_shown_s is None:
