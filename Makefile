@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`; `make check` lints and type-checks.
-PYTHON ?= python3.11
+# The newest Python the dependencies publish wheels for (pyproject's requires-python) on the PATH.
+PYTHON ?= $(firstword $(foreach v,3.12 3.11,$(shell python$(v) -c '' 2>/dev/null && echo python$(v))) python3.11)
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -23,7 +24,7 @@ test: $(BIN)/dvp
 # editable install only resolves at run time.
 check: $(BIN)/dvp
 	$(BIN)/ruff check .
-	rm -rf build/typecheck
+	rm -rf build/typecheck build/lib  # build/lib: modules moved or gone since the last build
 	$(BIN)/pip install -q --no-deps --target build/typecheck .
 	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p dvp
 

@@ -29,9 +29,9 @@ def reference(src: str, out: str) -> None:
     import av
 
     from dvp.config import Settings
+    from dvp.encode import VideoEncoder
     from dvp.faces import Detectors
     from dvp.filters import parse_spec
-    from dvp.streams.encode import VideoEncoder
 
     s = Settings.load()
     detectors, blur = Detectors.of(s), parse_spec("blur")

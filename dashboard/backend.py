@@ -6,10 +6,10 @@ import socket
 from pathlib import Path
 
 from dvp.config import Settings
-from dvp.consumers.sink import BackgroundSink
 from dvp.dashboard import queries
+from dvp.dashboard.sink import BackgroundSink
+from dvp.history import fetch
 from dvp.messages import valid_job_id
-from dvp.producers.history import fetch
 from dvp.store import Store
 
 

@@ -23,8 +23,8 @@ from dvp import kafka
 from dvp.config import Settings
 from dvp.dashboard.filter_picker import filter_picker
 from dvp.errors import DvpError
+from dvp.live_session import LiveSession, Shown
 from dvp.messages import now_us
-from dvp.producers.live_session import LiveSession, Shown
 
 log = logging.getLogger("dvp.dashboard")
 # No STUN or TURN server: unset, streamlit-webrtc asks a public one, which hangs

@@ -196,7 +196,7 @@ def _dispatch(args, settings: Settings) -> int:
     elif args.command == "live":
         return _live(settings, args)
     elif args.command == "fetch":
-        from dvp.producers.history import fetch
+        from dvp.history import fetch
         done = fetch(settings, args.job_id, Path(args.output).absolute())
         print("\n".join([f"{args.output} ({done.frames} frames, {done.duration_s:.2f} s of video)",
                          *_notes(done.notes)]))
@@ -311,7 +311,7 @@ def _live(settings: Settings, args) -> int:
 def _run_sink(settings: Settings) -> None:
     import threading
 
-    from dvp.consumers.sink import MetricsSink
+    from dvp.dashboard.sink import MetricsSink
     from dvp.store import Store
     store = Store(settings)
     stop = threading.Event()

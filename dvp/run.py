@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dvp.config import Settings
-from dvp.consumers.sink import BackgroundSink
+from dvp.dashboard.sink import BackgroundSink
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.infra.stack import Stack

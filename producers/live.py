@@ -18,8 +18,8 @@ import numpy as np
 from dvp.config import Settings
 from dvp.errors import DvpError
 from dvp.filters import parse_spec
+from dvp.live_session import LiveSession, LiveStats
 from dvp.producers.camera import open_source
-from dvp.producers.live_session import LiveSession, LiveStats
 from dvp.producers.mjpeg import MjpegServer
 from dvp.producers.recording import Recording
 

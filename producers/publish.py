@@ -22,10 +22,10 @@ from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
+from dvp.history import check_unused
 from dvp.jpeg import check_pixels, encode_jpeg_within
 from dvp.media import EVERY_TRACK, SourceOptions, VideoSource
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
-from dvp.producers.history import check_unused
 from dvp.producers.pacing import Pacing
 
 AUDIO_CHUNK_BYTES = 512 * 1024

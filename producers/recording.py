@@ -13,8 +13,8 @@ import av
 import numpy as np
 
 from dvp.config import Settings
+from dvp.encode import VideoEncoder, mux_output
 from dvp.errors import DvpError
-from dvp.streams.encode import VideoEncoder, mux_output
 
 MS = Fraction(1, 1000)  # the recording's time base: capture times in milliseconds
 

@@ -18,11 +18,11 @@ from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
 from dvp.errors import MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
+from dvp.results import result_chunks
 from dvp.signing import signed
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import AssemblyOptions
 from dvp.streams.journal import Journal
-from dvp.streams.results import result_chunks
 
 log = logging.getLogger("dvp.aggregator")
 ADOPT_EVERY_S = 2.0  # how often unfinished jobs of held partitions are looked for

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dvp.colour import Colour
+from dvp.encode import VideoEncoder, mux_output
 from dvp.errors import JobError, MalformedRecord
 from dvp.faces import MESH_POINTS, Face
 from dvp.filters import FilterSpec, parse_spec
@@ -34,9 +35,8 @@ from dvp.messages import (
     now_us,
 )
 from dvp.metadata import checked
-from dvp.streams.encode import VideoEncoder, mux_output
+from dvp.results import describe
 from dvp.streams.privacy import TemporalCover
-from dvp.streams.results import describe
 
 
 @dataclass(frozen=True)

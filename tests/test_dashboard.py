@@ -76,7 +76,7 @@ def test_an_empty_store_says_so(tmp_path):
 MARKDOWN_REASON = "![x](http://evil.example/x.png) [open me](http://evil.example) **urgent**"
 STORE_A_FAILED_JOB = f"""
 from dvp.config import Settings
-from dvp.consumers.sink import Record, rows_of
+from dvp.dashboard.sink import Record, rows_of
 from dvp.messages import JOBS, JobFailed
 from dvp.store import JOB_COLUMNS, JOBS_TABLE, Store
 settings = Settings.load()

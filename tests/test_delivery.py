@@ -6,8 +6,8 @@ import hashlib
 import pytest
 
 from dvp.errors import DvpError
+from dvp.history import fetch
 from dvp.messages import JobStart
-from dvp.producers.history import fetch
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from tests.helpers import dvp, read_video

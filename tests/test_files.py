@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from dvp.colour import TRC_HLG, TRC_PQ
+from dvp.encode import VideoEncoder
 from dvp.errors import InputError
 from dvp.media import SourceOptions, VideoSource
 from dvp.messages import ASSEMBLY, JobEnd, JobFailed, JobStart, ProcessedFrame, StageTimings
 from dvp.metadata import Metadata
 from dvp.producers.publish import FrameFitter
-from dvp.streams.encode import VideoEncoder
 from dvp.subtitles import cue_text
 from tests.files import (
     BT601,

@@ -17,8 +17,10 @@ import pytest
 from dvp import kafka
 from dvp.config import Names, Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity
+from dvp.encode import VideoEncoder
 from dvp.errors import DvpError, JobError, MalformedRecord
 from dvp.faces import Detectors, FaceDetector
+from dvp.history import fetch
 from dvp.infra.kafka.cluster import new_cluster_id
 from dvp.infra.tansu import free_port
 from dvp.jpeg import EIGHT_K, decode_jpeg, jpeg_size
@@ -40,14 +42,12 @@ from dvp.messages import (
     now_us,
     printable,
 )
-from dvp.producers.history import fetch
 from dvp.producers.mjpeg import IDLE_S, MAX_VIEWERS, MjpegServer
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from dvp.signing import key_file, signed, verified
 from dvp.store import Store, StoreError
 from dvp.streams.assembler import AssemblyOptions, JobAssembler
-from dvp.streams.encode import VideoEncoder
 from tests.helpers import dvp, raw_status, read_topic, wait_for
 
 NAMES = Names.with_prefix("h.")

@@ -6,7 +6,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("dvp.producers", "dvp.consumers", "dvp.streams", "dvp.infra")
+STAGES = {"producers": "dvp.producers", "consumers": "dvp.consumers", "streams": "dvp.streams",
+          "dashboard": "dvp.dashboard", "infra": "dvp.infra"}
 # The only modules that reach across every stage: the CLI and the one-shot runner.
 CROSSING = {"cli.py", "run.py", "__main__.py"}
 
@@ -25,9 +26,21 @@ def imported_modules(path: Path) -> set[str]:
 def test_the_shared_foundation_imports_no_stage():
     foundation = [p for p in (ROOT / "dvp").rglob("*.py") if p.name not in CROSSING]
     assert len(foundation) > 10
-    reaching = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.startswith(STAGES))
+    stages = tuple(STAGES.values())
+    reaching = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.startswith(stages))
                 for p in foundation}
     assert {p: m for p, m in reaching.items() if m} == {}
+
+
+def test_stages_import_the_foundation_never_each_other():
+    sideways = {}
+    for folder in STAGES:
+        others = tuple(package for other, package in STAGES.items() if other != folder)
+        for path in (ROOT / folder).rglob("*.py"):
+            found = sorted(m for m in imported_modules(path) if m.startswith(others))
+            if found:
+                sideways[str(path.relative_to(ROOT))] = found
+    assert sideways == {}
 
 
 def test_the_wheel_installs_one_top_level_package(tmp_path):

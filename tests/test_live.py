@@ -24,8 +24,8 @@ import pytest
 from dvp.faces import FaceDetector
 from dvp.infra.stack import LOCAL_PORT
 from dvp.infra.tansu import free_port, port_open
+from dvp.playout import Playout
 from dvp.producers.mjpeg import MjpegServer
-from dvp.producers.playout import Playout
 from dvp.sample import astronaut_face, background, read_stamp
 from tests.helpers import chromium, dvp, mustache_under_nose, read_video, slowed, wait_for
 from tests.live_page import FakeCamera

@@ -10,8 +10,8 @@ from confluent_kafka import TopicPartition
 
 from dvp import kafka
 from dvp.config import Names
-from dvp.consumers.sink import MetricsSink, Record, rows_of
 from dvp.dashboard import queries
+from dvp.dashboard.sink import MetricsSink, Record, rows_of
 from dvp.messages import JOBS, METRICS, FrameMetrics, JobCompleted, JobFailed, JobProgress, StageTimings
 from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Store
 from tests.helpers import wait_for

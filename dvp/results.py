@@ -1,14 +1,37 @@
-"""Writing a finished video where the publisher wants it, from the ResultChunk
-records the aggregator sends: under a hidden name, checked against the
-JobCompleted's size and checksum, then renamed into place."""
+"""A finished video on its way from the aggregator to its publisher, both halves
+of the protocol: the aggregator sends ResultChunk records, then the JobCompleted
+that names their count and checksum; the publisher writes them wherever it
+runs, under a hidden name, checks them against the JobCompleted's size and
+checksum, then renames the file into place."""
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from dvp.errors import DvpError
 from dvp.messages import JobCompleted, ResultChunk
+
+RESULT_CHUNK_BYTES = 512 * 1024  # well under Kafka's default 1 MB record limit
+
+
+def describe(path: Path) -> tuple[int, int, str]:
+    """(size in bytes, number of chunks, sha256 hex) of a finished video."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, -(-size // RESULT_CHUNK_BYTES), digest.hexdigest()
+
+
+def result_chunks(job_id: str, path: Path) -> Iterator[ResultChunk]:
+    with open(path, "rb") as f:
+        seq = 0
+        while data := f.read(RESULT_CHUNK_BYTES):
+            yield ResultChunk(job_id, seq, data)
+            seq += 1
 
 
 class ResultFile:

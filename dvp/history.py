@@ -9,7 +9,7 @@ from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
-from dvp.producers.results import ResultFile
+from dvp.results import ResultFile
 from dvp.signing import verified
 
 

@@ -21,7 +21,7 @@ from dvp.errors import BrokerError, DvpError, MalformedRecord
 from dvp.filters import parse_spec
 from dvp.jpeg import decode_jpeg, encode_jpeg, jpeg_size
 from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, Frame, ProcessedFrame, now_us
-from dvp.producers.playout import Playout
+from dvp.playout import Playout
 
 READY_TIMEOUT_S = 60.0  # for workers to take the live partitions (a private stack loads models meanwhile)
 PROBE_EVERY_S = 0.25  # a probe is sent again this often until its partition answers
