@@ -19,6 +19,7 @@ search to end: that is the trade (README: leaks per schedule, with ground
 truth)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -159,10 +160,8 @@ class LiveSchedule:
             self._lock.notify()
 
     def _search_beside(self) -> None:
-        try:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux: the same priority
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BESIDE_NICE)
-        except (AttributeError, OSError):  # not Linux: the same priority
-            pass
         while True:
             with self._lock:
                 while not self._closed and not any(s.wanted for s in self._sessions.values()):

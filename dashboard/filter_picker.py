@@ -2,6 +2,8 @@
 face, with the catalogue (every filter, its parameters and its preview)."""
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import numpy as np
 import streamlit as st
@@ -51,10 +53,8 @@ def filter_picker(key: str, default: str = "blur") -> str:
         columns = st.columns(5)
         for i, f in enumerate(FILTERS.values()):
             with columns[i % 5]:
-                try:
+                with contextlib.suppress(DvpError):
                     st.image(preview(parse_spec(f.name), 120))
-                except DvpError:
-                    pass
                 params = ", ".join(f"{k}={p.default:g} ({p.low:g}..{p.high:g})" for k, p in f.params.items())
                 st.markdown(f"**{f.name}**: {f.summary}" + (f"  \n`{params}`" if params else ""))
     return chosen

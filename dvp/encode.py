@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +35,7 @@ class VideoEncoder:
         self.colour = colour or assumed(width, height)
         # Our own handle: PyAV keeps its file open after a failed write (a full disk whose
         # space never comes back while the aggregator runs).
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._file = path.open("wb")  # noqa: SIM115 - closed in close()
         self._broken = False  # a write failed: flushing the encoder then crashes PyAV
         self._out = av.open(self._file, "w", format="mp4")
         self._stream = self._out.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
@@ -104,7 +103,7 @@ def mux_output(video: Path, audio: Path | None, output: Path, metadata: dict[str
             out.start_encoding()  # open the AAC encoders before the header is written
             for packet in heapq.merge(*streams, key=_when):
                 out.mux(packet)
-        os.replace(partial, output)
+        partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
     with av.open(str(output)) as done:

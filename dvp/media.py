@@ -4,12 +4,12 @@ damage skipped over as players skip it."""
 from __future__ import annotations
 
 import heapq
-import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import BinaryIO
 
 import av
@@ -62,9 +62,9 @@ class VideoSource:
 
     def __init__(self, path: str, options: SourceOptions = EVERY_TRACK, timeout_s: float | None = None):
         """`path`: a file, or a stream's URL; `timeout_s`: how long a stream may be silent."""
-        if "://" not in path and not os.path.exists(path):
+        if "://" not in path and not Path(path).exists():
             raise InputError(f"{path}: no such file")
-        if os.path.isdir(path):
+        if Path(path).is_dir():
             raise InputError(f"{path}: is a directory, not a video")
         self.path = path
         try:
@@ -228,7 +228,7 @@ class _AudioCopy:
 
     def __init__(self, streams: list, video_time_base: Fraction, chapters: list):
         self._video_time_base = video_time_base
-        self._file: BinaryIO = tempfile.TemporaryFile(prefix="dvp-audio-")
+        self._file: BinaryIO = tempfile.TemporaryFile(prefix="dvp-audio-")  # noqa: SIM115 - closed in close()
         self._out = av.open(self._file, "w", format="matroska")
         self._out_streams = {}
         for stream in streams:

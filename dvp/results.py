@@ -6,7 +6,6 @@ checksum, then renames the file into place."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ RESULT_CHUNK_BYTES = 512 * 1024  # well under Kafka's default 1 MB record limit
 def describe(path: Path) -> tuple[int, int, str]:
     """(size in bytes, number of chunks, sha256 hex) of a finished video."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
             size += len(block)
@@ -27,7 +26,7 @@ def describe(path: Path) -> tuple[int, int, str]:
 
 
 def result_chunks(job_id: str, path: Path) -> Iterator[ResultChunk]:
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         seq = 0
         while data := f.read(RESULT_CHUNK_BYTES):
             yield ResultChunk(job_id, seq, data)
@@ -42,7 +41,7 @@ class ResultFile:
         if path.is_dir():
             raise DvpError(f"{path}: is a directory; name the output file")
         self._partial = path.with_name(f".{path.name}.partial")
-        self._file = open(self._partial, "wb")
+        self._file = self._partial.open("wb")  # noqa: SIM115 - closed in finish() or discard()
         self._digest = hashlib.sha256()
         self.received = 0  # chunks written, in order
 
@@ -67,7 +66,7 @@ class ResultFile:
             self.discard()
             raise DvpError(f"job {done.job_id}: the video arrived damaged ({size} of {done.size} bytes, "
                            f"checksum {'matches' if self._digest.hexdigest() == done.sha256 else 'differs'})")
-        os.replace(self._partial, self.path)
+        self._partial.replace(self.path)
 
     def discard(self) -> None:
         self._file.close()

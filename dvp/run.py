@@ -73,7 +73,7 @@ def check_broker_memory(path: str, frames: int, frame_bytes: int, available: int
 def available_memory() -> int | None:
     """Bytes of memory available to a new process (Linux), or None where unknown."""
     try:
-        with open("/proc/meminfo") as meminfo:
+        with Path("/proc/meminfo").open() as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024

@@ -2,8 +2,8 @@
 scikit-image's astronaut photo gliding over a textured background, and a tone."""
 from __future__ import annotations
 
-import os
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -56,8 +56,8 @@ def read_stamp(image: np.ndarray) -> int:
 
 def write_sample(path: str, seconds: float = 4.0, width: int = 640, height: int = 480,
                  fps: int = 25, tone_hz: float = 440.0, audio: bool = True, stamp: bool = False) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
         raise DvpError(f"{path}: the folder {folder} does not exist")
     if width < 64 or height < 64 or width % 2 or height % 2 or not 0 < seconds <= 3600:
         raise DvpError(f"a sample is 64x64 or larger in even sizes, and up to an hour long; "

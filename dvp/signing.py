@@ -43,8 +43,8 @@ def key_file(home: Path) -> bytes:
             os.write(fd, secrets.token_hex(32).encode())
             os.close(fd)
             os.link(partial, path)
-        except FileExistsError:
+        except FileExistsError:  # made meanwhile by another process: theirs is the one
             pass
         finally:
-            os.unlink(partial)
+            Path(partial).unlink()
     return path.read_bytes().strip()

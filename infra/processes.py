@@ -4,6 +4,7 @@ A pid file holds the pid and the process's start time: after a reboot or once
 the pid is reused, the pid names another process, which is never signalled."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,7 +51,7 @@ class ServiceDir:
         """Start a service in its own process group; `with_parent`: it ends when
         this process does, however this process ends."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / f"{name}.log", "ab") as log:
+        with (self.logs / f"{name}.log").open("ab") as log:
             proc = start(argv, log, env, with_parent)
         self.remember(name, proc.pid)
         return proc
@@ -122,10 +123,8 @@ def signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)  # the service and any processes it started
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def dvp_command(*args: str) -> list[str]:

@@ -50,7 +50,7 @@ def start(port: int, log_path: Path, timeout: float = 15.0, with_parent: bool = 
     `with_parent`: it ends when this process does."""
     url = f"tcp://127.0.0.1:{port}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with log_path.open("ab") as log:
         proc = processes.start([binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                                 "--storage-engine", "memory://tansu/"], log, with_parent=with_parent)
 

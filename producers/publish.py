@@ -6,13 +6,13 @@ the frames take the detour through the workers, spread over every partition
 of the frames topic so that all workers share one video."""
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -41,7 +41,7 @@ def new_job_id(path: str) -> str:
     """A new job id from a file name in any script: its ASCII letters and digits
     (accents dropped: 'café' -> 'cafe'), runs of anything else as one '-', and a
     random suffix; the same rule as every job id (`valid_job_id`)."""
-    stem = os.path.basename(path).rsplit(".", 1)[0]
+    stem = Path(path).name.rsplit(".", 1)[0]
     decomposed = unicodedata.normalize("NFKD", stem)
     ascii_stem = "".join(c if c.isascii() else "" if unicodedata.combining(c) else "-" for c in decomposed)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_stem).strip("-")[:40].strip("-")
@@ -80,7 +80,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         partitions = kafka.partition_count(settings, settings.names.frames)
         info, colour = source.info, (source.conversion.output if source.conversion else None)
         start = JobStart(
-            job_id=job_id or new_job_id(path), source=os.path.abspath(path), filter=str(spec), privacy=privacy,
+            job_id=job_id or new_job_id(path), source=str(Path(path).resolve()), filter=str(spec), privacy=privacy,
             width=fitted.width, height=fitted.height,
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,

@@ -7,6 +7,7 @@ frames come unfiltered with their faces; they are filtered here, `strict_reach`
 frames later, once their faces are tracked over neighbouring frames (privacy.py)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ class JobAssembler:
                 bound = self.options.max_audio_bytes
                 if bound is not None and self._audio_bytes + len(record.data) > bound:
                     return self.fail(f"more than {bound // 1_000_000} MB of sound, over DVP_MAX_AUDIO_MB")
-                with open(self._audio_path, "ab") as f:
+                with self._audio_path.open("ab") as f:
                     f.write(record.data)
                 self._audio_chunks += 1
                 self._audio_bytes += len(record.data)
@@ -226,10 +227,8 @@ class JobAssembler:
         """Drop the work files; the output is never left half-written."""
         encoder = getattr(self, "_encoder", None)
         if encoder is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken encoder: the file goes anyway
                 encoder.close()
-            except Exception:  # closing a broken encoder: the file goes anyway
-                pass
             self._encoder = None
         self._video_path.unlink(missing_ok=True)
         self._audio_path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ write them: colour-tagged, full range, 10-bit HDR, several audio tracks with
 languages, subtitles, chapters, location and device tags, damage, cut short."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -180,8 +181,6 @@ def decoded_with_its_tags(path: Path) -> list[np.ndarray]:
     pictures = []
     with av.open(str(path)) as c:
         for packet in c.demux(video=0):
-            try:  # a damaged packet is skipped, as players skip it
+            with contextlib.suppress(av.error.InvalidDataError):  # a damaged packet is skipped, as players skip it
                 pictures += [picture(f) for f in packet.decode()]
-            except av.error.InvalidDataError:
-                pass
     return pictures

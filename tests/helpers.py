@@ -69,7 +69,7 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright cannot download its own b
 
 def chromium() -> str:
     """The browser for the UI tests; a test without it skips, or fails under CI."""
-    if not os.path.exists(CHROMIUM):
+    if not Path(CHROMIUM).exists():
         import pytest
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: .ci/run installs it")
@@ -93,7 +93,7 @@ class Services:
 
     def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{args[0]}-{len(self.procs)}.log", "wb")
+        log = (self.logs / f"{args[0]}-{len(self.procs)}.log").open("wb")  # noqa: SIM115 - the child's output
         proc = subprocess.Popen([sys.executable, "-m", "dvp", *args], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL,
                                 env={**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", **(env or {})})

@@ -213,6 +213,11 @@ def in_browser(url: str, camera: FakeCamera, y4m: Path, seconds: float, screensh
     return events
 
 
+
+def child_log(path: Path):
+    """A child's output file, open while it runs."""
+    return path.open("wb")  # noqa: SIM115 - handed to the child
+
 def main(out: Path, seconds: float, workers: int, camera: FakeCamera) -> None:
     """Broker, workers and dashboard on this namespace's loopback; the page in Chromium."""
     out.mkdir(parents=True, exist_ok=True)
@@ -230,13 +235,13 @@ def main(out: Path, seconds: float, workers: int, camera: FakeCamera) -> None:
             procs.append(start([sys.executable, "-m", "streamlit", "run", echo,
                                 "--server.port", str(port), "--server.address", "127.0.0.1",
                                 "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                               open(logs / "echo.log", "wb"), env, with_parent=True))
+                               child_log(logs / "echo.log"), env, with_parent=True))
             url = f"http://127.0.0.1:{port}/"
         else:
             procs.append(tansu.start(broker_port, logs / "broker.log", with_parent=True))
             for name, args in [("worker", ["worker", "-v", "--processes", str(workers)]),
                                ("dashboard", ["dashboard", "-v", "--no-sink", "--port", str(port)])]:
-                procs.append(start(dvp_command(*args), open(logs / f"{name}.log", "wb"), env, with_parent=True))
+                procs.append(start(dvp_command(*args), child_log(logs / f"{name}.log"), env, with_parent=True))
             url = f"http://127.0.0.1:{port}/?page=Live"
         wait(lambda: listening(port), 60, "the page's server")
         wait(lambda: workers == 0 or len(set(re.findall(

@@ -108,7 +108,7 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    log = open(tmp_path / "dashboard.log", "wb")
+    log = (tmp_path / "dashboard.log").open("wb")  # noqa: SIM115 - the server's output
     server = subprocess.Popen([sys.executable, "-m", "dvp", "dashboard", "--port", str(port),
                                "--allow-host", "dvp.example"],
                               env={**os.environ, **demo["env"]}, stdout=log, stderr=subprocess.STDOUT)

@@ -127,7 +127,7 @@ def test_damaged_packets_are_skipped_and_a_file_without_a_good_frame_is_refused(
     with VideoSource(str(source)) as video:
         assert len(list(video.frames())) == 49
         assert video.notes() == ["damaged video packets skipped: 1"]
-    damage(source, range(0, 50))
+    damage(source, range(50))
     with VideoSource(str(source)) as video, pytest.raises(InputError, match="has no video frame that decodes"):
         list(video.frames())
 

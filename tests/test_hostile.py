@@ -3,7 +3,6 @@ each test reproduces a finding of the audit (issue 19) against the real componen
 import contextlib
 import dataclasses
 import hashlib
-import os
 import resource
 import socket
 import struct
@@ -285,7 +284,7 @@ def test_cluster_ids_never_start_with_a_dash():
 def test_a_full_disk_gives_its_space_back_when_the_job_fails(tmp_path):
     """Was: the failed job's work file stayed open (unlinked), and every later job
     failed with ENOSPC until the aggregator restarted."""
-    fds = len(os.listdir("/proc/self/fd"))
+    fds = len(list(Path("/proc/self/fd").iterdir()))
     encoder = VideoEncoder(Path("/dev/full"), 640, 480, Fraction(25), Fraction(1, 25), 30, "ultrafast")
     noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
     with pytest.raises(OSError):  # noqa: PT012 - the disk fills at some frame
@@ -294,4 +293,4 @@ def test_a_full_disk_gives_its_space_back_when_the_job_fails(tmp_path):
         encoder.close()
     with contextlib.suppress(OSError):
         encoder.close()
-    assert len(os.listdir("/proc/self/fd")) == fds
+    assert len(list(Path("/proc/self/fd").iterdir())) == fds
