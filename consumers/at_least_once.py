@@ -10,8 +10,9 @@ import functools
 import logging
 import threading
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from dvp import kafka
 from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.frames import Consumed, FrameProcessor, log_assignment, send_outcome
 from dvp.consumers.offsets import OffsetTracker
@@ -57,14 +58,15 @@ class AtLeastOnceLoop:
             self.producer.flush(self.producer.timeout)
             self._store_offsets()
             try:
-                self.consumer.commit(asynchronous=False)
-            except KafkaException as exc:  # e.g. nothing new: the background commit was first
-                log.debug("careful commit: %s", exc)
+                with kafka.asked("careful commit"):
+                    self.consumer.commit(asynchronous=False)
+            except BrokerError as exc:  # e.g. nothing new: the background commit was first
+                log.debug("%s", exc)
 
     def _delivered(self, topic: str, partition: int, offset: int, err, _msg) -> None:
         if err is not None:
             # Not stored, so the frame is consumed again after the restart this forces.
-            raise KafkaException(err)
+            raise kafka.refused(err, f"frame {topic}[{partition}]@{offset} not delivered")
         self.tracker.done(topic, partition, offset)
 
     def _store_offsets(self) -> None:
@@ -88,9 +90,10 @@ class AtLeastOnceLoop:
         log.info("partitions revoked: %s", sorted(tp.partition for tp in partitions))
         self._drain()
         try:
-            consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            log.debug("commit on revoke: %s", exc)
+            with kafka.asked("commit on revoke"):
+                consumer.commit(asynchronous=False)
+        except BrokerError as exc:
+            log.debug("%s", exc)
         for tp in partitions:
             self.tracker.forget(tp.topic, tp.partition)
         self.attempts.release(partitions)

@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from dvp import kafka
 from dvp.config import Settings
@@ -76,7 +76,7 @@ class AttemptLog:
                 if msg is None:
                     raise BrokerError(f"reading {self.topic} stalled")
                 offset, partition, err = msg.offset(), msg.partition(), msg.error()
-                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                if err is not None and err.code() == kafka.PARTITION_EOF:
                     waiting.discard(partition)
                     continue
                 if err is not None or offset is None or partition is None:

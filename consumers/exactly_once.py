@@ -10,8 +10,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from dvp import kafka
 from dvp.consumers.attempts import AttemptLog
 from dvp.consumers.frames import Consumed, FrameProcessor, log_assignment, send_outcome
 from dvp.errors import BrokerError
@@ -63,15 +64,13 @@ class TransactionalLoop:
                 if careful:
                     break
             upto = {(m.topic(), m.partition()): m.offset() + 1 for m in done}  # the last of each partition wins
-            self.producer.commit([TopicPartition(t, p, o) for (t, p), o in upto.items()],
-                                 self.consumer.consumer_group_metadata())
-        except KafkaException as exc:
-            err = exc.args[0]
-            if not (err.txn_requires_abort() or err.fatal()):
+            with kafka.asked("cannot read the group's metadata"):
+                metadata = self.consumer.consumer_group_metadata()
+            self.producer.commit([TopicPartition(t, p, o) for (t, p), o in upto.items()], metadata)
+        except BrokerError as exc:  # a record of the batch refused, or the transaction: none of it may count
+            if not (exc.abortable or exc.fatal):
                 raise
-            reason, fenced = err.str(), err.fatal()
-        except BrokerError as exc:  # a record of the batch was refused: none of it may count
-            reason, fenced = str(exc), False
+            reason, fenced = str(exc), exc.fatal
         else:
             self.aborted = 0
             rewind(self.consumer, batch[len(done):])
@@ -86,10 +85,10 @@ class TransactionalLoop:
             try:
                 self.producer.abort()
                 return
-            except KafkaException as exc:
-                if not exc.args[0].fatal():
+            except BrokerError as exc:
+                if not exc.fatal:
                     raise
-                reason = exc.args[0].str()
+                reason = str(exc)
         # Fenced. Each worker has a transactional id of its own, so this is never a
         # second instance: the broker gave up on a transaction left open past
         # transaction.timeout.ms (a paused process, a suspended VM). Nothing of the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from dvp import kafka
 from dvp.config import Settings
@@ -33,12 +33,13 @@ def group_lag(settings: Settings) -> GroupLag:
     topic, group = settings.names.frames, settings.names.workers
     client = kafka.wait_reachable(settings, timeout=min(settings.connect_timeout_s, 2))
     try:
-        parts = client.list_topics(topic, timeout=5).topics[topic].partitions
-        committed_future = client.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])])[group]
-        committed = {tp.partition: tp.offset for tp in committed_future.result(timeout=5).topic_partitions}
-        described = client.describe_consumer_groups([group])[group].result(timeout=5)
-    except (KafkaException, TimeoutError, KeyError) as exc:
+        with kafka.asked("cannot read the workers' group from the cluster"):
+            parts = client.list_topics(topic, timeout=5).topics[topic].partitions
+            committed_future = client.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])])[group]
+            committed = {tp.partition: tp.offset for tp in committed_future.result(timeout=5).topic_partitions}
+            described = client.describe_consumer_groups([group])[group].result(timeout=5)
+    except (TimeoutError, KeyError) as exc:
         raise BrokerError(f"cannot read the workers' group from the cluster: {exc}") from None
     reader = kafka.consumer(settings, **{"group.id": settings.names.replay})
     try:

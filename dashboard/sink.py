@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from dvp import kafka
 from dvp.config import Names, Settings
@@ -189,9 +189,10 @@ class MetricsSink:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # a rebalance: the next owner stores these rows again, idempotently
-            log.warning("offsets not committed: %s", exc.args[0].str())
+            with kafka.asked("offsets not committed"):
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        except BrokerError as exc:  # a rebalance: the next owner stores these rows again, idempotently
+            log.warning("%s", exc)
 
     def caught_up(self) -> bool:
         """Whether this sink holds every partition and has stored every record on them
@@ -205,18 +206,18 @@ class MetricsSink:
         # request waits behind the fetch the broker holds (fetch.wait.max.ms, 0.5 s each).
         if self._probe is None:
             self._probe = kafka.consumer(self.settings, **{"group.id": self.settings.names.sink})
+        probe = self._probe
         try:
-            assigned = self.consumer.assignment()
-            wanted = sum(len(self._probe.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
-            if len(assigned) < wanted:
-                return False
-            for tp in self.consumer.position(assigned):
-                low, high = self._probe.get_watermark_offsets(tp, timeout=10)
-                if high > low and tp.offset < high:
+            with kafka.asked("the log's end"):
+                assigned = self.consumer.assignment()
+                wanted = sum(len(probe.list_topics(t, timeout=10).topics[t].partitions) for t in self.topics)
+                if len(assigned) < wanted:
                     return False
-        except KafkaException:
+                positions = self.consumer.position(assigned)
+                ends = [probe.get_watermark_offsets(tp, timeout=10) for tp in positions]
+        except BrokerError:
             return False
-        return True
+        return not any(high > low and tp.offset < high for tp, (low, high) in zip(positions, ends, strict=True))
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -14,7 +14,18 @@ class FilterSpecError(DvpError):
 
 
 class BrokerError(DvpError):
-    """Kafka is unreachable, or refused a record."""
+    """Kafka is unreachable, or refused a record or a request. Where Kafka said why:
+    its error `code`, and what it allows: trying again (`retriable`), nothing more
+    from this client (`fatal`), or aborting the transaction (`abortable`; also set
+    for records refused, none of whose transaction may count)."""
+
+    def __init__(self, message: str, code: int | None = None, retriable: bool = False, fatal: bool = False,
+                 abortable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retriable = retriable
+        self.fatal = fatal
+        self.abortable = abortable
 
 
 class MalformedRecord(DvpError):

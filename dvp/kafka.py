@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from aiokafka.partitioner import murmur2
@@ -32,6 +33,29 @@ RECORD_OVERHEAD = 64 * 1024
 
 
 T = TypeVar("T")
+
+
+PARTITION_EOF = KafkaError._PARTITION_EOF  # a consumer's "no more records here, now"
+
+
+def refused(exc: KafkaException | KafkaError, what: str) -> BrokerError:
+    """Kafka's error as a BrokerError that says what was asked, and carries the code
+    and what the error allows (retry, abort, nothing more)."""
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    if not isinstance(err, KafkaError):
+        return BrokerError(f"{what}: {err}")
+    return BrokerError(f"{what}: {err.str()}", code=err.code(), retriable=err.retriable(), fatal=err.fatal(),
+                       abortable=err.txn_requires_abort())
+
+
+@contextmanager
+def asked(what: str) -> Iterator[None]:
+    """Calls to a confluent-kafka client inside raise BrokerError, never KafkaException:
+    past this module no code needs confluent-kafka's exception types."""
+    try:
+        yield
+    except KafkaException as exc:
+        raise refused(exc, what) from None
 
 
 def _client(factory: Callable[[dict], T], conf: dict) -> T:
@@ -312,10 +336,11 @@ class ReliableProducer:
                 raise BrokerError(f"cannot start transactions on {settings.bootstrap}: "
                                   f"{exc.args[0].str()}") from None
 
-    # -- transactions (exactly-once mode): KafkaException reaches the caller, which
-    #    aborts or gives up as the error says -------------------------------------------
+    # -- transactions (exactly-once mode): a BrokerError reaches the caller, which
+    #    aborts or gives up as the error says (abortable, fatal) -----------------------
     def begin(self) -> None:
-        self._producer.begin_transaction()
+        with asked("cannot begin a transaction"):
+            self._producer.begin_transaction()
 
     def commit(self, offsets: list, group_metadata) -> None:
         """Commit the records sent since begin() together with the consumer's offsets.
@@ -327,16 +352,18 @@ class ReliableProducer:
         try:
             self._retried(lambda t: self._producer.send_offsets_to_transaction(offsets, group_metadata, t))
         except KafkaException as exc:
-            err = exc.args[0]
-            if not err.retriable():
-                raise
-            raise KafkaException(KafkaError(err.code(), err.str(), txn_requires_abort=True)) from None
-        self._retried(self._producer.commit_transaction, patience=2)
+            error = refused(exc, "cannot add the offsets to the transaction")
+            if error.retriable:  # retried long enough: the transaction is to be aborted
+                error.abortable = True
+            raise error from None
+        with asked("cannot commit the transaction"):
+            self._retried(self._producer.commit_transaction, patience=2)
 
     def abort(self) -> None:
         """Abort the open transaction. librdkafka first waits for the delivery reports
         of its records, which only polling serves: poll between short tries."""
-        self._retried(self._producer.abort_transaction)
+        with asked("cannot abort the transaction"):
+            self._retried(self._producer.abort_transaction)
         self.errors.clear()  # refusals of aborted records: nothing of them counts
 
     def _retried(self, call: Callable[[float], None], patience: float = 1) -> None:
@@ -377,8 +404,9 @@ class ReliableProducer:
                     raise BrokerError(
                         f"a {len(value) / 1e6:.1f} MB record is larger than Kafka accepts "
                         f"(message.max.bytes={self.max_bytes}); lower --jpeg-quality or "
-                        f"raise message.max.bytes on the broker and client") from None
-                raise BrokerError(f"cannot produce to {topic}: {err.str()}") from None
+                        f"raise message.max.bytes on the broker and client", code=err.code(), abortable=True) from None
+                raise BrokerError(f"cannot produce to {topic}: {err.str()}", code=err.code(),
+                                  retriable=err.retriable(), abortable=True) from None
         self._producer.poll(0)
 
     def poll(self, timeout: float = 0) -> None:
@@ -388,7 +416,8 @@ class ReliableProducer:
         """Wait for every record to be acknowledged; fail if any was not."""
         left = self._producer.flush(timeout)
         if left:
-            raise BrokerError(f"{left} records not acknowledged by Kafka within {timeout:g} s")
+            raise BrokerError(f"{left} records not acknowledged by Kafka within {timeout:g} s", retriable=True,
+                              abortable=True)
         errors, self.errors = self.errors, []  # each refusal is reported once
         if errors:
-            raise BrokerError(f"Kafka refused records: {errors[0]}")
+            raise BrokerError(f"Kafka refused records: {errors[0]}", abortable=True)

@@ -162,3 +162,18 @@ def set_topic_config(settings, topic, name, value):
     client = kafka.admin(settings)  # kept alive until the answer comes
     for future in client.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
+
+
+def test_a_kafka_error_reaches_the_loops_as_a_broker_error_saying_what_it_allows():
+    from confluent_kafka import KafkaError, KafkaException
+
+    from dvp import kafka
+    from dvp.errors import BrokerError
+
+    with pytest.raises(BrokerError, match="cannot commit the transaction: fenced") as caught, \
+            kafka.asked("cannot commit the transaction"):
+        raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+    assert (caught.value.code, caught.value.fatal, caught.value.abortable) == (KafkaError._FENCED, True, False)
+    timed_out = kafka.refused(KafkaError(KafkaError._TIMED_OUT, "late", retriable=True, txn_requires_abort=True),
+                              "commit")
+    assert timed_out.retriable and timed_out.abortable and not timed_out.fatal

@@ -61,3 +61,10 @@ def test_the_stages_import_as_dvp_subpackages_only(tmp_path):
 
     assert all(imports(f"dvp.{stage}") for stage in ("streams", "producers", "consumers", "infra", "schemas"))
     assert not any(imports(stage) for stage in ("streams", "producers", "consumers", "infra", "schemas"))
+
+
+def test_only_the_kafka_module_knows_confluent_kafkas_exceptions():
+    """Stages catch BrokerError, which says what an error allows (kafka.asked)."""
+    knowing = {str(p.relative_to(ROOT)) for folder in ("dvp", *STAGES) for p in (ROOT / folder).rglob("*.py")
+               if {"confluent_kafka.KafkaException", "confluent_kafka.KafkaError"} & imported_modules(p)}
+    assert knowing == {"dvp/kafka.py"}

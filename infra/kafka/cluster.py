@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from dvp.errors import DvpError
+from dvp import kafka
+from dvp.errors import BrokerError, DvpError
 from dvp.infra import tansu
 from dvp.infra.processes import ServiceDir, stop_processes
 from dvp.kafka import RDKAFKA_LOGS
@@ -154,8 +154,9 @@ class KafkaCluster:
                 if proc.poll() is not None:
                     raise DvpError(f"Kafka node {node_id} exited; see {self.services.logs / f'kafka-{node_id}.log'}")
             try:
-                md = admin.list_topics(timeout=2)
-            except KafkaException:  # not listening yet
+                with kafka.asked("list topics"):
+                    md = admin.list_topics(timeout=2)
+            except BrokerError:  # not listening yet
                 return False
             return len(md.brokers) == len(self.procs) and md.controller_id > 0
 
