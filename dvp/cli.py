@@ -242,7 +242,7 @@ def _dispatch(args, settings: Settings) -> int:
     elif args.command == "topics":
         from dvp import kafka
         kafka.ensure_topics(settings)
-        for name, parts in kafka.topic_partitions(settings).items():
+        for name, parts in settings.topic_layout.items():
             print(f"{name:<24} {parts} partitions")
     elif args.command == "filters":
         from dvp.filters import FILTERS, MAX_STEPS

@@ -94,6 +94,11 @@ class Names:
         return cls(**{f.name: f"{prefix}{f.name}" for f in dataclasses.fields(cls)})
 
 
+# Partitions of the topics whose size is no setting (frames and processed are):
+# enough for their traffic; live frames spread over 8 for up to 8 workers' live threads.
+FIXED_PARTITIONS = {"jobs": 4, "results": 4, "metrics": 4, "deadletter": 1, "attempts": 4, "live": 8, "live_out": 4}
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str | None = _setting(
@@ -244,6 +249,13 @@ class Settings:
     @cached_property
     def names(self) -> Names:
         return Names.with_prefix(self.topic_prefix)
+
+    @property
+    def topic_layout(self) -> dict[str, int]:
+        """Every topic of the pipeline and its partitions."""
+        names = self.names
+        sized = {"frames": self.frames_partitions, "processed": self.processed_partitions, **FIXED_PARTITIONS}
+        return {getattr(names, topic): parts for topic, parts in sized.items()}
 
     @property
     def outputs(self) -> Path:

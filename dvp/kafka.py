@@ -108,20 +108,6 @@ def wait_reachable(settings: Settings, timeout: float | None = None) -> AdminCli
     return client
 
 
-def topic_partitions(settings: Settings) -> dict[str, int]:
-    return {
-        settings.names.frames: settings.frames_partitions,
-        settings.names.processed: settings.processed_partitions,
-        settings.names.jobs: 4,
-        settings.names.results: 4,
-        settings.names.metrics: 4,
-        settings.names.deadletter: 1,
-        settings.names.attempts: 4,
-        settings.names.live: 8,
-        settings.names.live_out: 4,
-    }
-
-
 def replication_factor(settings: Settings, client: AdminClient | None = None) -> int:
     """The replication of the topics dvp creates: the setting, or where it is -1
     (the default) the cluster's own `default.replication.factor`, so that a
@@ -146,7 +132,7 @@ def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -
     """Create the pipeline's topics, and any `compacted` ones ({name: partitions}),
     explicitly: auto-created topics get the wrong size, or none at all."""
     client = wait_reachable(settings)
-    wanted = {**topic_partitions(settings), **(compacted or {})}
+    wanted = {**settings.topic_layout, **(compacted or {})}
     existing = client.list_topics(timeout=settings.connect_timeout_s).topics
     rf = replication_factor(settings, client)
     # Given a replication factor, acknowledged writes survive the loss of one
@@ -210,7 +196,7 @@ def diagnose(settings: Settings) -> list[str]:
     except BrokerError as exc:
         return [str(exc)]
     problems = [f"partition {p} of {name} has no leader"
-                for name in topic_partitions(settings) if name in topics
+                for name in settings.topic_layout if name in topics
                 for p, meta in sorted(topics[name].partitions.items()) if meta.leader < 0]
     groups = {settings.names.workers: "worker", settings.names.aggregator: "aggregator"}
     for group, described in client.describe_consumer_groups(list(groups)).items():
