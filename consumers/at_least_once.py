@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from dvp import kafka
 from dvp.consumers.attempts import AttemptLog
@@ -48,7 +49,7 @@ class AtLeastOnceLoop:
         finally:
             self._drain()
 
-    def _handle(self, msg) -> None:
+    def _handle(self, msg: Message) -> None:
         record = Consumed.of(msg)
         outcome, careful = self.attempts.process(self.processor, record)
         self.tracker.started(record.topic, record.partition, record.offset)
@@ -63,7 +64,7 @@ class AtLeastOnceLoop:
             except BrokerError as exc:  # e.g. nothing new: the background commit was first
                 log.debug("%s", exc)
 
-    def _delivered(self, topic: str, partition: int, offset: int, err, _msg) -> None:
+    def _delivered(self, topic: str, partition: int, offset: int, err: Any, _msg: object) -> None:  # err: a KafkaError
         if err is not None:
             # Not stored, so the frame is consumed again after the restart this forces.
             raise kafka.refused(err, f"frame {topic}[{partition}]@{offset} not delivered")

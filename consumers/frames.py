@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
 
 from dvp.config import Names
 from dvp.consumers.live_schedule import LiveSchedule
@@ -188,7 +188,7 @@ def _flat(landmarks: np.ndarray | None) -> list[float]:
     return [] if landmarks is None else landmarks.reshape(-1).tolist()
 
 
-def log_assignment(_consumer, partitions: list) -> None:
+def log_assignment(_consumer: Consumer, partitions: list) -> None:
     log.info("partitions assigned: %s", sorted(tp.partition for tp in partitions))
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from types import FrameType
 
 from dvp.config import Settings
 from dvp.consumers.worker import run_worker
@@ -50,7 +51,7 @@ def run_pool(settings: Settings, processes: int, live: bool = True) -> int:
     slots = [_Slot() for _ in range(processes)]
     stopping = []
 
-    def stop(signum, _frame):
+    def stop(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signum)
         for slot in slots:
             if slot.process is not None and slot.process.is_alive():

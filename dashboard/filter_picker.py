@@ -3,6 +3,7 @@ face, with the catalogue (every filter, its parameters and its preview)."""
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -11,9 +12,12 @@ import streamlit as st
 from dvp.errors import DvpError
 from dvp.filters import FILTERS, FilterSpec, parse_spec
 
+if TYPE_CHECKING:
+    from dvp.faces import Face
+
 
 @st.cache_resource(show_spinner="finding the sample's face…")
-def sample_with_faces():
+def sample_with_faces() -> tuple[np.ndarray, list[Face]]:
     """The sample still and the faces found in it, once per dashboard process."""
     from dvp.faces import FaceDetector
     from dvp.sample import face_scene

@@ -4,10 +4,14 @@ first page view: a `dvp up` stack stores metrics while nobody looks."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dvp.config import Settings
 from dvp.dashboard.backend import shared
 from dvp.hosts import allowed_hosts, host_allowed
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 APP = Path(__file__).with_name("app.py")
 
@@ -15,10 +19,10 @@ APP = Path(__file__).with_name("app.py")
 class HostGuard:
     """ASGI middleware: requests and websockets whose Host is not one of ours get 403."""
 
-    def __init__(self, app, allowed: frozenset[str]):
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]):
         self.app, self.allowed = app, allowed
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1")
             if not host_allowed(host, self.allowed):

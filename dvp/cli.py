@@ -8,11 +8,15 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dvp import __version__
 from dvp.config import Settings, describe, flag_settings
 from dvp.errors import DvpError
 from dvp.messages import PRIVACY_MODES, printable
+
+if TYPE_CHECKING:
+    from dvp.media import SourceOptions
 
 
 def _setting_flag(parser: argparse.ArgumentParser, setting: dataclasses.Field) -> None:
@@ -58,7 +62,7 @@ def _source_flags(parser: argparse.ArgumentParser) -> None:
                              "creation time and other tags that describe the video; the rest is stripped)")
 
 
-def _source_options(args):
+def _source_options(args: argparse.Namespace) -> SourceOptions:
     from dvp.media import SourceOptions
     return SourceOptions(audio_track=args.audio_track, keep_metadata=args.keep_metadata)
 
@@ -151,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args) -> Settings:
+def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(flags={f.name: getattr(args, f.name, None) for f in flag_settings()})
 
 
@@ -161,7 +165,7 @@ def _positive(value: int, what: str) -> int:
     return value
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(getattr(args, "verbose", 0), 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
@@ -179,7 +183,7 @@ def main(argv=None) -> int:
         return 130
 
 
-def _dispatch(args, settings: Settings) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in ("run", "publish"):
         # SIGTERM unwinds like Ctrl-C: `dvp run` then stops the services it started.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -280,7 +284,7 @@ def _launched() -> float:
     return time.monotonic() - max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
 
 
-def _live(settings: Settings, args) -> int:
+def _live(settings: Settings, args: argparse.Namespace) -> int:
     import contextlib
     import threading
 
@@ -326,7 +330,7 @@ def _run_sink(settings: Settings) -> None:
         store.close()
 
 
-def _publish(settings: Settings, args) -> int:
+def _publish(settings: Settings, args: argparse.Namespace) -> int:
     from dvp.producers.publish import publish
     from dvp.producers.watch import JobWatcher
     if args.output is not None and not args.wait:

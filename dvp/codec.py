@@ -29,7 +29,7 @@ def load_schema(name: str) -> dict:
     return json.loads(SCHEMA_DIR.joinpath(f"{name.split('.')[-1]}.avsc").read_text())
 
 
-def _inline(schema, defined: set):
+def _inline(schema: typing.Any, defined: set) -> typing.Any:
     """Replace references to named types by their definition, first use only,
     so that every topic's schema is self-contained."""
     if isinstance(schema, str) and schema.startswith("dvp."):
@@ -86,11 +86,11 @@ def message(cls: type[_T]) -> type[_T]:
     return frozen
 
 
-def _to_avro(msg) -> dict:
+def _to_avro(msg: typing.Any) -> dict:
     return {f.name: _plain(getattr(msg, f.name)) for f in dataclasses.fields(msg)}
 
 
-def _plain(value):
+def _plain(value: typing.Any) -> typing.Any:
     if dataclasses.is_dataclass(value):
         return _to_avro(value)
     if isinstance(value, list):
@@ -98,7 +98,7 @@ def _plain(value):
     return value
 
 
-def _from_avro(cls: type, record: dict):
+def _from_avro(cls: type, record: dict) -> typing.Any:
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in record.items():
@@ -120,7 +120,7 @@ class Codec:
         self.schema = fastavro.parse_schema(_inline(list(self.types), set()))
         self._validate = validate
 
-    def encode(self, msg) -> bytes:
+    def encode(self, msg: typing.Any) -> bytes:
         if type(msg).AVRO_NAME not in self.types:
             raise TypeError(f"{type(msg).__name__} does not belong on this topic")
         buf = io.BytesIO()
@@ -128,7 +128,7 @@ class Codec:
         fastavro.schemaless_writer(buf, self.schema, (msg.AVRO_NAME, _to_avro(msg)))
         return buf.getvalue()
 
-    def decode(self, data: bytes | None):
+    def decode(self, data: bytes | None) -> typing.Any:
         if not data or not data.startswith(MAGIC):
             raise MalformedRecord("not a dvp record (bad magic bytes)")
         buf = io.BytesIO(data)

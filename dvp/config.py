@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -62,8 +62,8 @@ def boolean(raw: str | bool) -> bool:
     return word in ("1", "true", "yes", "on")
 
 
-def _setting(default, env: str, help: str, parse: Callable[[Any], Any], *, flag: str | None = None,
-             check: Callable[[Any], str | None] | None = None, choices: tuple[str, ...] | None = None):
+def _setting(default: Any, env: str, help: str, parse: Callable[[Any], Any], *, flag: str | None = None,
+             check: Callable[[Any], str | None] | None = None, choices: tuple[str, ...] | None = None) -> Any:
     if choices is not None:
         check = _one_of(choices)
     return field(default=default, metadata={"env": env, "help": help, "parse": parse, "flag": flag,
@@ -261,7 +261,7 @@ class Settings:
     def outputs(self) -> Path:
         return self.output_dir or self.home / "output"
 
-    def client_config(self, **ours) -> dict:
+    def client_config(self, **ours: Any) -> dict:
         """confluent-kafka config: our defaults, then the user's settings on top."""
         return {"bootstrap.servers": self.bootstrap, **ours, **parse_kafka_config(self.kafka_config)}
 
@@ -295,7 +295,7 @@ class Settings:
                 env[f.metadata["env"]] = ",".join(value) if isinstance(value, tuple) else str(value)
         return env
 
-    def replace(self, **changes) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -312,7 +312,7 @@ class Settings:
         return cls(**values)
 
 
-def _parse(f: dataclasses.Field, raw, source: str):
+def _parse(f: dataclasses.Field, raw: Any, source: str) -> Any:
     parse = f.metadata["parse"]
     try:
         return parse(raw)
@@ -325,7 +325,7 @@ def flag_settings() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(Settings) if f.metadata["flag"]]
 
 
-def parse_kafka_config(items) -> dict:
+def parse_kafka_config(items: Iterable[str]) -> dict:
     conf = {}
     for item in items:
         key, sep, value = item.partition("=")

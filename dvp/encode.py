@@ -9,6 +9,7 @@ import heapq
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -16,6 +17,13 @@ from av.video.reformatter import ColorRange
 
 from dvp.colour import Colour, assumed
 from dvp.subtitles import ASS_HEADER, cue_text, mov_text
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from av.audio.stream import AudioStream
+    from av.container import OutputContainer
+    from av.stream import Stream
 
 # Audio codecs that MP4 carries and browsers play: copied as they are.
 MP4_AUDIO = {"aac", "mp3"}
@@ -110,11 +118,12 @@ def mux_output(video: Path, audio: Path | None, output: Path, metadata: dict[str
         return float(done.duration or 0) / av.time_base
 
 
-def _when(packet) -> Fraction:
+# Any: an av.Packet with a dts or a pts, as every packet merged has; its stubs allow it neither.
+def _when(packet: Any) -> Fraction:
     return (packet.dts if packet.dts is not None else packet.pts) * packet.time_base
 
 
-def _remux(packets, stream) -> Iterator:
+def _remux(packets: Iterable[av.Packet], stream: Stream) -> Iterator:
     for packet in packets:
         if packet.dts is None and packet.pts is None:
             continue  # the demuxer's end-of-stream marker
@@ -122,7 +131,9 @@ def _remux(packets, stream) -> Iterator:
         yield packet
 
 
-def _audio_packets(src, out) -> Iterator:
+# `src`, Any here and below: a stream of an input container; PyAV's stubs give a stream a plain
+# Container, without demux and decode.
+def _audio_packets(src: Any, out: OutputContainer) -> Iterator:
     if src.codec_context.name in MP4_AUDIO:
         dst = out.add_stream_from_template(src)
         packets = _remux(src.container.demux(src), dst)
@@ -137,7 +148,7 @@ def _audio_packets(src, out) -> Iterator:
     return packets
 
 
-def _subtitle_packets(src, out) -> Iterator:
+def _subtitle_packets(src: Any, out: OutputContainer) -> Iterator:
     """SubRip cues of the side file as MP4's mov_text (the stream added now, before the header)."""
     dst = out.add_stream("mov_text")
     dst.codec_context.subtitle_header = ASS_HEADER
@@ -157,7 +168,7 @@ def _subtitle_packets(src, out) -> Iterator:
     return cues()
 
 
-def _transcode_aac(src, dst) -> Iterator:
+def _transcode_aac(src: Any, dst: AudioStream) -> Iterator:
     for frame in src.container.decode(src):
         yield from dst.encode(frame)
     yield from dst.encode()

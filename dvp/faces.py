@@ -150,7 +150,7 @@ class Detectors:
         return cls(lambda name: FaceDetector(name, settings.min_confidence, settings.detector_range, settings.tile,
                                              settings.detector_threads), ready)
 
-    def get(self, name: str):
+    def get(self, name: str) -> Any:
         if name not in DETECTORS:  # from a message: never trusted
             raise DvpError(f"unknown face detector {name[:40]!r}; one of {', '.join(DETECTORS)}")
         if name not in self._made:

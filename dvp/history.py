@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dvp import kafka
+from dvp.codec import Codec
 from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
@@ -13,7 +14,7 @@ from dvp.results import ResultFile
 from dvp.signing import verified
 
 
-def _records_of(settings: Settings, topic: str, codec, job_id: str) -> Iterator:
+def _records_of(settings: Settings, topic: str, codec: Codec, job_id: str) -> Iterator:
     """Every record of a job on a topic keyed by job id, oldest first."""
     key = job_id.encode()
     partitions = kafka.wait_reachable(settings).list_topics(topic, timeout=settings.connect_timeout_s).topics

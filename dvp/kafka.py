@@ -76,7 +76,7 @@ def heartbeat_ms(session_ms: int) -> int:
     return max(session_ms // 6, 100)
 
 
-def consumer(settings: Settings, **conf) -> Consumer:
+def consumer(settings: Settings, **conf: Any) -> Consumer:
     """A consumer with our settings and the user's pass-through ones on top."""
     config = settings.client_config(**conf, **RDKAFKA_LOGS)
     session = str(config.get("session.timeout.ms", ""))  # as it will be, the user's included
@@ -271,7 +271,7 @@ def partition_count(settings: Settings, topic: str) -> int:
                       f"topic {topic} does not exist on {settings.bootstrap}; run `dvp topics`", error=BrokerError)
 
 
-def watermarks(consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
     """(low, high) offsets of a partition, asked in short tries while its leader
     settles: a request queued for a leader that died waits out its whole timeout,
     and the next try goes to the new leader."""
@@ -303,7 +303,7 @@ class ReliableProducer:
     acks=all, a delivery callback for every record, poll(0) after each send,
     back-off when the local queue is full, and delivery errors kept, not lost."""
 
-    def __init__(self, settings: Settings, transactional_id: str | None = None, **extra):
+    def __init__(self, settings: Settings, transactional_id: str | None = None, **extra: Any) -> None:
         conf = settings.client_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             "message.max.bytes": RECORD_MAX_BYTES + RECORD_OVERHEAD,
@@ -328,7 +328,7 @@ class ReliableProducer:
         with asked("cannot begin a transaction"):
             self._producer.begin_transaction()
 
-    def commit(self, offsets: list, group_metadata) -> None:
+    def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
         """Commit the records sent since begin() together with the consumer's offsets.
         A retriable error is retried, as librdkafka asks: e.g. a process paused past
         the call's timeout finds it expired the moment it resumes. Offsets that
@@ -369,7 +369,7 @@ class ReliableProducer:
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              partition: int | None = None, on_delivery: Delivered | None = None,
              headers: list | None = None) -> None:
-        def delivered(err, msg):
+        def delivered(err: KafkaError | None, msg: Any) -> None:
             if err is not None:
                 self.errors.append(f"{topic}: {err.str()}")
             if on_delivery is not None:

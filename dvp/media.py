@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+from av.stream import Stream
 
 from dvp.colour import Conversion
 from dvp.errors import InputError
@@ -101,7 +102,7 @@ class VideoSource:
     def __enter__(self) -> VideoSource:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -139,7 +140,7 @@ class VideoSource:
             damaged = self.skipped_packets or self.ended_early
             raise InputError(f"{self.path}: has no video frame{' that decodes' if damaged else 's'}")
 
-    def _pictures(self, streams, video_start: Callable[[], int | None]) -> Iterator[av.VideoFrame]:
+    def _pictures(self, streams: list[Stream], video_start: Callable[[], int | None]) -> Iterator[av.VideoFrame]:
         """The video's frames in decode order, the other packets handed to the
         audio copy on the way. A packet that does not decode is skipped; where the
         file is cut short or its container damaged, the frames before the damage."""
@@ -247,7 +248,7 @@ class _AudioCopy:
         self._shift: int | None = None  # in video time base, known once the first picture is decoded
         self._finished = False
 
-    def add(self, packet, video_start_pts: int | None) -> None:
+    def add(self, packet: av.Packet, video_start_pts: int | None) -> None:
         if packet.dts is None or packet.size == 0:
             return
         if packet.stream.type == "subtitle":
@@ -265,7 +266,7 @@ class _AudioCopy:
         for held in pending:
             self._mux(held)
 
-    def _mux(self, packet) -> None:
+    def _mux(self, packet: av.Packet) -> None:
         shift = round((self._shift or 0) * self._video_time_base / packet.stream.time_base)
         if packet.pts is not None and packet.pts - shift < 0:
             return  # audio from before the first picture has nothing to sync with
@@ -290,7 +291,7 @@ class _AudioCopy:
         self._file.close()
 
 
-def _as_subrip(packet) -> av.Packet:
+def _as_subrip(packet: av.Packet) -> av.Packet:
     cue = av.Packet(cue_text(packet.stream.codec_context.name, bytes(packet)).encode())
     cue.pts, cue.dts, cue.duration = packet.pts, packet.dts, packet.duration
     cue.time_base, cue.stream = packet.time_base, packet.stream
@@ -306,12 +307,12 @@ def _chosen_audio(path: str, tracks: list, chosen: int | None) -> list:
     return [tracks[chosen - 1]]
 
 
-def _track_name(stream) -> str:
+def _track_name(stream: Stream) -> str:
     language = f", {stream.language}" if stream.language else ""
     return f"{stream.type} track {stream.index} ({stream.codec_context.name}{language})"
 
 
-def _upright(frame, conversion: Conversion) -> np.ndarray:
+def _upright(frame: av.VideoFrame, conversion: Conversion) -> np.ndarray:
     """The picture as players show it: in the colours its tags say, and upright
     (phones store portrait video sideways with a rotation for display, and a
     sideways face is one the detector misses)."""

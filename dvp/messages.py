@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from typing import Any
 
 from dvp.codec import Codec, message
 from dvp.errors import MalformedRecord
@@ -191,12 +192,12 @@ class FrameMetrics:
     ts_us: int
 
 
-def _check_job_id(msg) -> None:
+def _check_job_id(msg: Any) -> None:
     if not valid_job_id(msg.job_id):
         raise MalformedRecord(f"invalid job id {msg.job_id[:120]!r}")
 
 
-def _check_job(msg) -> None:
+def _check_job(msg: Any) -> None:
     _check_job_id(msg)
     if isinstance(msg, Frame | JobStart) and msg.privacy not in PRIVACY_MODES:
         raise MalformedRecord(f"unknown privacy mode {msg.privacy[:40]!r} (job {msg.job_id})")

@@ -172,7 +172,7 @@ class Store:
             with self._session(f"rows for {table}") as client:
                 client.insert(table, list(rows), column_names=list(columns))
 
-    def query(self, sql: str, parameters: dict | None = None):
+    def query(self, sql: str, parameters: dict | None = None) -> Any:
         """A pandas DataFrame."""
         with self._session("a query") as client:
             return client.query_df(sql, parameters=parameters)

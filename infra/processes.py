@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from dvp.errors import DvpError
 from dvp.parent import die_with_parent
@@ -80,7 +81,7 @@ class ServiceDir:
         return targets
 
 
-def start(argv: list[str], log, env: dict | None = None, with_parent: bool = False) -> subprocess.Popen:
+def start(argv: list[str], log: IO[bytes], env: dict | None = None, with_parent: bool = False) -> subprocess.Popen:
     """A process in a session of its own (a terminal's Ctrl-C is for its parent to handle)."""
     parent = os.getpid()
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from dvp.hosts import allowed_hosts, host_allowed
 
@@ -52,7 +53,7 @@ class MjpegServer:
                 except (BrokenPipeError, ConnectionResetError, TimeoutError):
                     pass  # the viewer closed its tab, or stopped reading
 
-            def log_message(self, *args) -> None:
+            def log_message(self, *args: Any) -> None:
                 pass
 
         self._http = ThreadingHTTPServer((address, port), Handler)

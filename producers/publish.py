@@ -10,7 +10,7 @@ import re
 import unicodedata
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.history import check_unused
 from dvp.jpeg import check_pixels, encode_jpeg_within
-from dvp.media import EVERY_TRACK, SourceOptions, VideoSource
+from dvp.media import EVERY_TRACK, SourceFrame, SourceOptions, VideoSource
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
 from dvp.producers.pacing import Pacing
 
@@ -155,12 +155,12 @@ class FrameFitter:
         return notes
 
 
-def _chain(first, rest):
+def _chain(first: SourceFrame, rest: Iterable[SourceFrame]) -> Iterator[SourceFrame]:
     yield first
     yield from rest
 
 
-def _abort(producer, topic, job_id, reason, settings) -> None:
+def _abort(producer: kafka.ReliableProducer, topic: str, job_id: str, reason: str, settings: Settings) -> None:
     """Tell the aggregator to drop the job; best effort, the original error wins."""
     try:
         producer.send(topic, ASSEMBLY.encode(JobAbort(job_id, reason)), key=job_id.encode())

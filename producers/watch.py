@@ -77,7 +77,7 @@ class JobWatcher:
             if result is not None:
                 result.discard()
 
-    def _next(self, job_id: str):
+    def _next(self, job_id: str) -> ResultChunk | JobProgress | JobCompleted | JobFailed | None:
         """The next record of this job on either topic, or None."""
         msg = self._consumer.poll(0.5)
         if msg is None or msg.error() or msg.key() != job_id.encode():

@@ -13,11 +13,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dvp.errors import DvpError, JobError, MalformedRecord
 from dvp.messages import ASSEMBLY, PROGRESS_EVERY, JobCompleted, JobFailed, JobProgress, JobStart, ProcessedFrame
 from dvp.streams.assembler import AssemblyOptions, JobAssembler, Outcome
 from dvp.streams.journal import COMPLETED, FAILED, RUNNING, JobEntry, Journal
+
+if TYPE_CHECKING:
+    from dvp.messages import AudioChunk, FrameFailed, JobAbort, JobEnd
 
 log = logging.getLogger("dvp.aggregator")
 
@@ -64,7 +68,8 @@ class Aggregator:
             reason = f"aggregator error: {type(exc).__name__}: {exc}"
             return [self._end(record.job_id, JobFailed(record.job_id, reason))]
 
-    def _handle(self, record, partition: int, offset: int) -> list:
+    def _handle(self, record: JobStart | ProcessedFrame | FrameFailed | AudioChunk | JobEnd | JobAbort,
+                partition: int, offset: int) -> list:
         job_id = record.job_id
         events: list = []
         entry = self.journal.get(job_id)
@@ -175,7 +180,8 @@ class Aggregator:
         self.jobs[start.job_id] = JobAssembler(start, self.work_dir, self.output_dir, self.options)
         self.last_seen[start.job_id] = self.clock()
 
-    def _add(self, job: JobAssembler, record) -> list:
+    def _add(self, job: JobAssembler,
+             record: JobStart | ProcessedFrame | FrameFailed | AudioChunk | JobEnd | JobAbort) -> list:
         before = job.written
         try:
             outcome = job.add(record)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -29,7 +31,7 @@ ADOPT_EVERY_S = 2.0  # how often unfinished jobs of held partitions are looked f
 PRUNE_EVERY_S = 3600.0  # how often the journal forgets jobs whose records have left the log
 
 
-def _credentials(settings: Settings):
+def _credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
     """Map the pass-through librdkafka security settings onto Faust's."""
     conf = parse_kafka_config(settings.kafka_config)
     protocol = conf.get("security.protocol", "PLAINTEXT").upper()
@@ -43,7 +45,7 @@ def _credentials(settings: Settings):
     return faust.SSLCredentials(ssl_context) if ssl_context else None
 
 
-def _progress_row(event) -> dict:
+def _progress_row(event: JobProgress | JobCompleted | JobFailed) -> dict:
     if isinstance(event, JobProgress):
         return {"status": "running", "written": event.frames_written, "total": event.frame_count}
     if isinstance(event, JobCompleted):
@@ -92,7 +94,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     # One thread: the assembly is serial, and the event loop stays free.
     assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
 
-    async def in_assembly(work, *args):
+    async def in_assembly(work: Callable[..., Any], *args: Any) -> Any:
         """Run aggregator work on the assembly thread; its journal writes are saved
         here, on the event loop, which alone may write a Faust table."""
         try:
@@ -100,7 +102,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         finally:
             journal.save()
 
-    async def publish(events) -> None:
+    async def publish(events: Iterable[JobProgress | JobCompleted | JobFailed]) -> None:
         """Send the job events, a finished video's pieces before its JobCompleted; then
         journal the outcomes as announced."""
         for event in events:
@@ -128,7 +130,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
                 log.exception("cannot update the progress table for %s", event.job_id)
 
     @app.agent(processed)
-    async def assemble(stream):
+    async def assemble(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
             try:
@@ -145,14 +147,14 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.names.processed}
 
     @app.on_partitions_assigned.connect
-    async def keep_held_jobs(_app, /, *args, signal, **_kwargs) -> None:
+    async def keep_held_jobs(_app: faust.App, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
         """Jobs of partitions gone to another aggregator are its to finish, from the journal."""
         assigned = args[0]  # the signal's argument: the topic partitions held now
         await in_assembly(aggregator.keep_only, {tp.partition for tp in assigned
                                                  if tp.topic == settings.names.processed})
 
     @app.timer(interval=ADOPT_EVERY_S)
-    async def adopt_jobs():
+    async def adopt_jobs() -> None:
         """Jobs of partitions this process holds that nobody is finishing (after a start,
         a crash or a rebalance) finish even if no new record of theirs arrives."""
         if app.rebalancing or app.in_recovery:
@@ -162,11 +164,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
             await publish(await in_assembly(aggregator.adopt, unfinished))
 
     @app.timer(interval=min(settings.job_idle_timeout_s / 4, 30.0))
-    async def expire_idle_jobs():
+    async def expire_idle_jobs() -> None:
         await publish(await in_assembly(aggregator.expire))
 
     @app.timer(interval=PRUNE_EVERY_S)
-    async def prune_journal():
+    async def prune_journal() -> None:
         """A job is journaled until its records have left the processed topic: read again
         before that, they must not start it again. The topic's retention is asked each
         time, as an operator may change it."""

@@ -111,7 +111,7 @@ class JobAssembler:
     def total(self) -> int | None:
         return self._end.frame_count if self._end else self.start.frame_count
 
-    def add(self, record) -> Outcome | None:
+    def add(self, record: JobStart | ProcessedFrame | FrameFailed | AudioChunk | JobEnd | JobAbort) -> Outcome | None:
         """Take one record of this job; return the outcome once the job ends."""
         if self.outcome is not None:
             return None

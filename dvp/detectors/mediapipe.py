@@ -13,6 +13,7 @@ mostly missed (the centerface backend finds them)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class MediaPipe:
                 model.close()
 
 
-def _run(model, rgb: np.ndarray, left: int, top: int) -> list[Face]:
+def _run(model: Any, rgb: np.ndarray, left: int, top: int) -> list[Face]:
     """Faces in a view, in the coordinates of the whole frame."""
     height, width = rgb.shape[:2]
     faces = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class FilterDef:
     needs_landmarks: bool = False
 
 
-def _catalogue(*modules) -> dict[str, FilterDef]:
+def _catalogue(*modules: Any) -> dict[str, FilterDef]:  # filter modules: NAME, PARAMS, apply, a docstring
     return {m.NAME: FilterDef(m.NAME, m.apply, {k: Param(*v) for k, v in m.PARAMS.items()},
                               m.__doc__.strip().splitlines()[0], getattr(m, "NEEDS_LANDMARKS", False))
             for m in modules}

@@ -1,5 +1,16 @@
 """Solid box over each face."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from dvp.filters.regions import face_regions
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    from dvp.faces import Face
 
 NAME = "blackout"
 PARAMS = {
@@ -8,7 +19,7 @@ PARAMS = {
 }
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     for x0, y0, x1, y1 in face_regions(image, faces, params["padding"]):
         image[y0:y1, x0:x1] = params["gray"]
     return image

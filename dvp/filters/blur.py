@@ -1,7 +1,18 @@
 """Gaussian blur over each face box."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import cv2
 
 from dvp.filters.regions import face_regions
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    from dvp.faces import Face
 
 NAME = "blur"
 PARAMS = {
@@ -16,7 +27,7 @@ PARAMS = {
 WIDEST_KERNEL = 31
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     for x0, y0, x1, y1 in face_regions(image, faces, params["padding"]):
         width, height = x1 - x0, y1 - y0
         kernel = params["strength"] * max(width, height)

@@ -1,7 +1,18 @@
 """Each face as a cartoon: smoothed, with flat colours and inked edges."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import cv2
 
 from dvp.filters.regions import face_regions
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    from dvp.faces import Face
 
 NAME = "cartoon"
 PARAMS = {
@@ -12,7 +23,7 @@ PARAMS = {
 LARGEST = 320
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     step = 256 // int(params["levels"])
     for x0, y0, x1, y1 in face_regions(image, faces, params["padding"]):
         region = image[y0:y1, x0:x1]

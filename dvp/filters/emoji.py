@@ -1,10 +1,20 @@
 """A smiling sticker over each face, turned with the head."""
+from __future__ import annotations
+
 import functools
+from typing import TYPE_CHECKING
 
 import cv2
 
 from dvp.filters.regions import eyes, face_centre
 from dvp.filters.stickers import canvas, paste
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    from dvp.faces import Face
 
 NAME = "emoji"
 NEEDS_LANDMARKS = True  # for the head's roll; upright without them
@@ -15,7 +25,7 @@ BASE = 512  # drawn at this size, scaled to each face
 
 
 @functools.lru_cache(maxsize=1)
-def smiley():
+def smiley() -> np.ndarray:
     s = canvas(BASE, BASE)
     middle, radius = (BASE // 2, BASE // 2), BASE // 2 - 8
     cv2.circle(s, middle, radius, (0, 200, 255, 255), -1, cv2.LINE_AA)
@@ -28,7 +38,7 @@ def smiley():
     return s
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     for face in faces:
         e = eyes(face)
         # The eyes sit above the face's middle: a sticker centred between them

@@ -1,11 +1,19 @@
 """A masquerade mask over the eyes, from face-mesh landmarks, turned with the head."""
+from __future__ import annotations
+
 import functools
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from dvp.filters.regions import eyes
 from dvp.filters.stickers import canvas, paste
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dvp.faces import Face
 
 NAME = "mask"
 NEEDS_LANDMARKS = True
@@ -18,7 +26,7 @@ HOLE_SPAN = HOLES[1] - HOLES[0]
 
 
 @functools.lru_cache(maxsize=1)
-def masquerade():
+def masquerade() -> np.ndarray:
     s = canvas(BASE_W, BASE_H)
     middle = (BASE_W // 2, BASE_H // 2)
     cv2.ellipse(s, middle, (BASE_W // 2 - 6, BASE_H // 2 - 6), 0, 0, 360, (90, 20, 110, 255), -1, cv2.LINE_AA)
@@ -28,7 +36,7 @@ def masquerade():
     return s
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     for face in faces:
         e = eyes(face)
         between = float(np.linalg.norm(e.left - e.right))

@@ -1,6 +1,15 @@
 """The face mesh drawn over each face: its triangles, or its contours."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dvp.faces import Face
 
 NAME = "mesh"
 NEEDS_LANDMARKS = True
@@ -17,7 +26,7 @@ def _edges(contours: bool) -> np.ndarray:
     return np.array(sorted(connections.FACEMESH_CONTOURS if contours else connections.FACEMESH_TESSELATION))
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     meshes = [f.landmarks for f in faces if f.landmarks is not None]
     if not meshes:
         return image

@@ -1,11 +1,19 @@
 """A mustache under the nose, from face-mesh landmarks, turned with the head."""
+from __future__ import annotations
+
 import functools
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from dvp.filters.regions import MOUTH_CORNERS, UNDER_NOSE, UPPER_LIP, eyes
 from dvp.filters.stickers import canvas, paste
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dvp.faces import Face
 
 NAME = "mustache"
 NEEDS_LANDMARKS = True
@@ -17,7 +25,7 @@ COLOUR = (25, 35, 60, 255)
 
 
 @functools.lru_cache(maxsize=1)
-def mustache():
+def mustache() -> np.ndarray:
     s = canvas(BASE_W, BASE_H)
     mid = BASE_W // 2
     for side in (-1, 1):
@@ -27,7 +35,7 @@ def mustache():
     return s
 
 
-def place(face):
+def place(face: Face) -> tuple[np.ndarray, float]:
     """Where the mustache goes: its middle (x, y) and its width, in pixels."""
     if face.landmarks is not None:
         m = face.landmarks
@@ -37,7 +45,7 @@ def place(face):
     return np.array([face.x + face.w / 2, face.y + face.h * 0.7]), face.w * 0.6
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     for face in faces:
         middle, width = place(face)
         paste(image, mustache(), middle, width * params["size"], eyes(face).roll)

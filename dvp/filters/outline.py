@@ -1,5 +1,16 @@
 """Each face's box and detection score, to see what the detector found."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import cv2
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    from dvp.faces import Face
 
 NAME = "outline"
 PARAMS = {
@@ -8,7 +19,7 @@ PARAMS = {
 COLOUR = (0, 220, 255)
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     thickness = int(params["thickness"])
     for face in faces:
         x0, y0 = int(face.x), int(face.y)

@@ -1,7 +1,18 @@
 """Coarse mosaic over each face box."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import cv2
 
 from dvp.filters.regions import face_regions
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    from dvp.faces import Face
 
 NAME = "pixelate"
 PARAMS = {
@@ -10,7 +21,8 @@ PARAMS = {
 }
 
 
-def apply(image, faces, params):
+# Any: `blocks`, an integer parameter, holds an int, which cv2.resize needs.
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, Any]) -> np.ndarray:
     for x0, y0, x1, y1 in face_regions(image, faces, params["padding"]):
         cells = min(params["blocks"], x1 - x0, y1 - y0)
         small = cv2.resize(image[y0:y1, x0:x1], (cells, cells), interpolation=cv2.INTER_AREA)

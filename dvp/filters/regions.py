@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ def padded_box(face: Face, padding: float, shape: tuple) -> tuple[int, int, int,
     return x0, y0, x1, y1
 
 
-def face_regions(image, faces, padding: float):
+def face_regions(image: np.ndarray, faces: Iterable[Face], padding: float) -> Iterator[tuple[int, int, int, int]]:
     """Yield each face's padded box (x0, y0, x1, y1), skipping slivers under 2 pixels."""
     for face in faces:
         x0, y0, x1, y1 = padded_box(face, padding, image.shape)

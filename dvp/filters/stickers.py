@@ -13,7 +13,8 @@ def canvas(width: int, height: int) -> np.ndarray:
     return np.zeros((height, width, 4), np.uint8)
 
 
-def paste(image: np.ndarray, sticker: np.ndarray, centre, width: float, roll: float) -> None:
+def paste(image: np.ndarray, sticker: np.ndarray, centre: np.ndarray | tuple[float, float], width: float,
+          roll: float) -> None:
     """Blend `sticker` onto `image` in place: `width` pixels wide, its middle on
     `centre` (x, y), turned clockwise by `roll` degrees; what falls outside the
     image is cut off."""

@@ -1,8 +1,17 @@
 """Sunglasses drawn over the eyes from face-mesh landmarks."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
 from dvp.filters.regions import eyes
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dvp.faces import Face
 
 NAME = "sunglasses"
 NEEDS_LANDMARKS = True
@@ -12,7 +21,7 @@ PARAMS = {
 }
 
 
-def apply(image, faces, params):
+def apply(image: np.ndarray, faces: list[Face], params: Mapping[str, float]) -> np.ndarray:
     overlay = image.copy()
     for face in faces:
         e = eyes(face)
