@@ -112,7 +112,7 @@ class LiveSchedule:
                 s.full_ms = _smoothed(s.full_ms, (self.clock() - began) * 1000)
             s.since_full = 1
             self.full_searches += 1
-            lost = [f for f in s.lost if not any(max(overlap(f, g)) > 0 for g in found)]
+            lost = _apart(s.lost, found)
         else:
             found, lost = self._around(image, merge(s.faces + joined) if joined else s.faces, detect, landmarks)
             with self._lock:
@@ -146,7 +146,7 @@ class LiveSchedule:
     def _join_beside(s: _Session) -> list[Face]:
         """The faces a full search beside found that the tracks do not have yet."""
         found, s.found_beside = s.found_beside or [], None
-        return [f for f in found if not any(max(overlap(f, g)) > 0 for g in s.faces)]
+        return _apart(found, s.faces)
 
     def _want_beside(self, s: _Session, image: np.ndarray, detect: Detect) -> None:
         with self._lock:
@@ -219,6 +219,11 @@ class LiveSchedule:
             else:
                 lost.append(face)
         return merge(found) if len(found) > 1 else found, lost
+
+
+def _apart(faces: list[Face], others: list[Face]) -> list[Face]:
+    """The faces that overlap none of the others."""
+    return [f for f in faces if not any(max(overlap(f, g)) > 0 for g in others)]
 
 
 def _moved(face: Face, dx: int, dy: int, scale: float) -> Face:
