@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test check clean
 
+# uv installs the same requirements in seconds where pip takes minutes; pip where uv cannot be had.
 $(BIN)/dvp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python -e ".[test]" \
+		|| $(BIN)/pip install -q -e ".[test]"
 	touch $@
 
 demo: $(BIN)/dvp

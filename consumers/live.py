@@ -35,10 +35,12 @@ class LiveLoop(threading.Thread):
             "session.timeout.ms": s.session_timeout_ms, "fetch.wait.max.ms": 5, "client.id": self.identity.id})
         producer = kafka.ReliableProducer(s, **kafka.LIVE_PRODUCER)
         detectors = Detectors.of(s, ready=(s.live_detector,))
-        beside = Detectors.of(s)  # the full searches beside the frames in line (live_schedule.py), made if needed
+        # The full searches beside the frames in line (live_schedule.py) have their own detector.
+        beside = Detectors.of(s, ready=(s.live_detector,))
         schedule = LiveSchedule(s.live_full_every or None, beside=lambda name: beside.get(name).detect)
-        # The first inference is slow: not on a live frame.
-        detectors.get(s.live_detector).detect(np.zeros((480, 640, 3), np.uint8))
+        # Models load and their first inference is slow: not on a live frame.
+        for made in (detectors, beside):
+            made.get(s.live_detector).detect(np.zeros((480, 640, 3), np.uint8))
         processor = FrameProcessor(s.names, detectors, self.identity, s.jpeg_quality, s.max_pixels,
                                    results_topic=s.names.live_out,
                                    schedule=schedule)

@@ -100,19 +100,25 @@ class FaceDetector:
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         faces = self._loading.result().find(rgb)
-        if landmarks and faces:
-            faces = self._with_landmarks(rgb, faces)
+        if landmarks:  # loaded even for a picture without faces: a live probe warms it up
+            mesh = self._mesh_model()
+            faces = self._with_landmarks(mesh, rgb, faces) if faces else faces
         return faces
 
-    def _with_landmarks(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
-        """Each face's mesh, from a square around it twice its size: over the whole
-        frame the mesh model's own detector finds only large faces (not a 60-pixel
-        face in 640x480, nor a 150-pixel one in 4K) and at most a few of a crowd."""
+    def _mesh_model(self) -> Any:
         if self._mesh is None:
             import mediapipe as mp
             self._mesh = mp.solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=MESH_FACES_PER_CROP,
                 min_detection_confidence=DEFAULT_CONFIDENCE["mediapipe"])
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # its first run sets up the graph: not on a frame
+        return self._mesh
+
+    @staticmethod
+    def _with_landmarks(mesh: Any, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Each face's mesh, from a square around it twice its size: over the whole
+        frame the mesh model's own detector finds only large faces (not a 60-pixel
+        face in 640x480, nor a 150-pixel one in 4K) and at most a few of a crowd."""
         height, width = rgb.shape[:2]
         out = []
         for face in faces:
@@ -120,7 +126,7 @@ class FaceDetector:
             cx, cy = face.x + face.w / 2, face.y + face.h / 2
             x0, y0 = int(max(cx - side / 2, 0)), int(max(cy - side / 2, 0))
             x1, y1 = int(min(cx + side / 2, width)), int(min(cy + side / 2, height))
-            found = self._mesh.process(np.ascontiguousarray(rgb[y0:y1, x0:x1])).multi_face_landmarks or ()
+            found = mesh.process(np.ascontiguousarray(rgb[y0:y1, x0:x1])).multi_face_landmarks or ()
             meshes = [np.array([(x0 + p.x * (x1 - x0), y0 + p.y * (y1 - y0)) for p in m.landmark], dtype=np.float32)
                       for m in found]
             # The face's own mesh is the one centred in its box (a neighbour may show in the square).

@@ -121,9 +121,10 @@ class LiveSession:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until a probe sent to each partition of the live topic has come back filtered:
-        workers hold every partition and have loaded their models, so the first frames
-        are not skipped. A probe sent before its partition had a worker is never read
-        (workers start at the end): each is sent again until it answers."""
+        workers hold every partition and have loaded the models of the session's filter
+        (the face mesh too, where it draws on landmarks), so the first frames are not
+        skipped. A probe sent before its partition had a worker is never read (workers
+        start at the end): each is sent again until it answers."""
         probe = encode_jpeg(np.full((48, 64, 3), 128, np.uint8), self.settings.jpeg_quality)
         waiting = set(range(self._partitions))
         deadline = time.monotonic() + timeout_s
@@ -136,7 +137,7 @@ class LiveSession:
                                   f"without --no-live?")
             if now - sent_at >= PROBE_EVERY_S:
                 for partition in waiting:
-                    frame = Frame(self._probe_id, partition, partition, "blur", PER_FRAME, probe, now_us(),
+                    frame = Frame(self._probe_id, partition, partition, self.spec, PER_FRAME, probe, now_us(),
                                   now_us(), self.settings.live_detector)
                     self._producer.send(self.settings.names.live, FRAMES.encode(frame), key=self._key,
                                         partition=partition)

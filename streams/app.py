@@ -18,15 +18,17 @@ import faust
 
 from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
-from dvp.errors import MalformedRecord
+from dvp.errors import BrokerError, MalformedRecord
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
 from dvp.results import result_chunks
 from dvp.signing import signed
 from dvp.streams.aggregator import Aggregator
 from dvp.streams.assembler import AssemblyOptions
 from dvp.streams.journal import Journal
+from dvp.streams.watchdog import Watchdog, start_again
 
 log = logging.getLogger("dvp.aggregator")
+WATCH_EVERY_S = 5.0  # how often the watchdog looks
 ADOPT_EVERY_S = 2.0  # how often unfinished jobs of held partitions are looked for
 PRUNE_EVERY_S = 3600.0  # how often the journal forgets jobs whose records have left the log
 
@@ -93,6 +95,8 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         max_open_jobs=settings.max_open_jobs, max_held_bytes=settings.held_mb * 1_000_000)
     # One thread: the assembly is serial, and the event loop stays free.
     assembly = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assembly")
+    watchdog = Watchdog()
+    offsets_reader = kafka.consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False})
 
     async def in_assembly(work: Callable[..., Any], *args: Any) -> Any:
         """Run aggregator work on the assembly thread; its journal writes are saved
@@ -101,6 +105,14 @@ def create_app(settings: Settings, replication: int) -> faust.App:
             return await asyncio.get_running_loop().run_in_executor(assembly, work, *args)
         finally:
             journal.save()
+
+    async def deliver(topic: faust.TopicT, key: bytes | None, value: bytes, **extra: Any) -> None:
+        """Send a record and wait until Kafka has it: one never delivered is a stall."""
+        with watchdog.delivering(f"a record to {topic.get_topic_name()}"):
+            try:
+                await (await topic.send(key=key, value=value, **extra))
+            except Exception as exc:  # the client gave up on it: it is lost unless we start again
+                start_again(f"a record to {topic.get_topic_name()} was refused ({exc})")
 
     async def publish(events: Iterable[JobProgress | JobCompleted | JobFailed]) -> None:
         """Send the job events, a finished video's pieces before its JobCompleted; then
@@ -114,14 +126,14 @@ def create_app(settings: Settings, replication: int) -> faust.App:
             if isinstance(event, JobCompleted):
                 chunks = result_chunks(event.job_id, Path(event.output))
                 while (chunk := await in_assembly(next, chunks, None)) is not None:
-                    await results.send(key=key, value=RESULTS.encode(chunk))
+                    await deliver(results, key, RESULTS.encode(chunk))
             # A job's first progress goes out with its publishing time as the record's
             # time: its wall time starts there, not when this aggregator first read it.
             first = isinstance(event, JobProgress) and event.frames_written == 0
             when = await in_assembly(aggregator.published_at, event.job_id, time.time()) if first else None
             if isinstance(event, JobCompleted):  # its publisher believes it only with the cluster's secret
                 event = signed(signing_key, event)
-            await jobs.send(key=key, value=JOBS.encode(event), timestamp=when)
+            await deliver(jobs, key, JOBS.encode(event), timestamp=when)
             if not isinstance(event, JobProgress):
                 await in_assembly(aggregator.announced, event.job_id)
             try:
@@ -132,16 +144,20 @@ def create_app(settings: Settings, replication: int) -> faust.App:
     @app.agent(processed)
     async def assemble(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            msg = event.message
-            try:
-                out = await in_assembly(aggregator.handle, msg.partition, msg.offset, event.value)
-            except MalformedRecord as exc:  # set aside with where it came from, and go on
-                log.warning("dead letter %d, %s[%d]@%d: %s", aggregator.malformed, msg.topic, msg.partition,
-                            msg.offset, exc)
-                await dead_letters.send(key=event.key, value=event.value or b"", headers=kafka.dead_letter_headers(
-                    str(exc), msg.topic, msg.partition, msg.offset))
-                continue
-            await publish(out)
+            with watchdog.handling():
+                await handle(event)
+
+    async def handle(event: faust.EventT) -> None:
+        msg = event.message
+        try:
+            out = await in_assembly(aggregator.handle, msg.partition, msg.offset, event.value)
+        except MalformedRecord as exc:  # set aside with where it came from, and go on
+            log.warning("dead letter %d, %s[%d]@%d: %s", aggregator.malformed, msg.topic, msg.partition,
+                        msg.offset, exc)
+            await deliver(dead_letters, event.key, event.value or b"", headers=kafka.dead_letter_headers(
+                str(exc), msg.topic, msg.partition, msg.offset))
+            return
+        await publish(out)
 
     def held_partitions() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.names.processed}
@@ -152,6 +168,34 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         assigned = args[0]  # the signal's argument: the topic partitions held now
         await in_assembly(aggregator.keep_only, {tp.partition for tp in assigned
                                                  if tp.topic == settings.names.processed})
+
+    async def records_behind() -> dict[int, int]:
+        """{held processed partition: records the broker has past the client's position}."""
+        behind = {}
+        for tp in app.consumer.assignment():
+            if tp.topic != settings.names.processed:
+                continue
+            try:
+                _, end = await asyncio.to_thread(kafka.watermarks, offsets_reader, tp.topic, tp.partition, 5.0)
+            except BrokerError:
+                continue  # the broker cannot say now: no evidence either way
+            try:
+                position = await asyncio.wait_for(app.consumer.position(tp), 5.0)
+            except TimeoutError:  # the client cannot even say where it is
+                behind[tp.partition] = max(end, 1)
+                continue
+            if position is not None:
+                behind[tp.partition] = end - position
+        return behind
+
+    @app.timer(interval=WATCH_EVERY_S)
+    async def watch_for_stalls() -> None:
+        if app.rebalancing or app.in_recovery:
+            watchdog.rest()
+            return
+        why = watchdog.stall(await records_behind() if watchdog.idle_too_long() else {})
+        if why is not None:
+            start_again(why)
 
     @app.timer(interval=ADOPT_EVERY_S)
     async def adopt_jobs() -> None:

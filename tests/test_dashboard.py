@@ -203,23 +203,22 @@ def test_a_job_published_to_a_running_stack_shows_while_it_runs(broker_kind, set
         wait_for(lambda: state(env, "first") == ("completed", "75"), 60, "the first job stored")
         os.kill(worker, signal.SIGSTOP)  # the next job stays open until we have seen it running
         try:
-            publish = dvp("publish", str(clips["long"]), "--filter", "blur", "-q", env=env)
+            publish = dvp("publish", str(clips["face"]), "--filter", "blur", "-q", env=env)
             assert publish.returncode == 0, publish.stderr
             job = publish.stdout.split()[-1]
             wait_for(lambda: state(env, job) == ("running", "0"), 60, f"job {job} to show as running")
             # The worker's first row: the table of workers (its jobs' times follow).
             worker_id, *_, waiting = next(row[:6] for row in status_rows(env)
                                           if row and row[0].startswith(f"{socket.gethostname()}-{worker}-"))
-            assert int(waiting) >= 200, waiting  # every frame of the job waits for the frozen worker
+            assert int(waiting) >= 75, waiting  # every frame of the job waits for the frozen worker
             shown = page({"env": env}, "Workers")
             [row] = [r for t in shown["tables"] for r in t if r.get("worker_id") == worker_id]
             assert row["ip"] and row["host"] == socket.gethostname()
-            assert int(row["waiting"]) >= 200 and int(shown["metrics"]["frames waiting"]) >= 200, shown
+            assert int(row["waiting"]) >= 75 and int(shown["metrics"]["frames waiting"]) >= 75, shown
             jobs = page({"env": env}, "Jobs")
             assert [r["state"] for t in jobs["tables"] for r in t if r.get("job_id") == job] == ["running"]
         finally:
-            os.kill(worker, signal.SIGCONT)
-        wait_for(lambda: state(env, job) == ("completed", "200"), 120, f"job {job} to show as completed")
+            os.kill(worker, signal.SIGCONT)  # (that a frozen worker goes on is the fault tests')
     finally:
         dvp("down", env=env)
 

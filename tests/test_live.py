@@ -152,7 +152,7 @@ def test_filters_drawn_on_landmarks_come_back_live(broker_kind, settings, servic
                 "--view", "none")
     assert done.returncode == 0, done.stderr
     recorded, source = read_video(record).frames, read_video(clips["face"]).frames
-    assert len(recorded) >= 60
+    assert len(recorded) >= 60, done.stdout
     detector = FaceDetector()
     try:
         for frame in recorded[::10]:

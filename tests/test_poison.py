@@ -28,7 +28,8 @@ def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_
     # and aborts the whole process, whichever worker takes the frame (CenterFace,
     # the default detector, takes it: this is a frame that kills MediaPipe's worker,
     # and the job asks for MediaPipe).
-    settings = settings.replace(guarantee=guarantee, detector="mediapipe")
+    # One retry is enough to see the retries bounded, and each costs a worker's restart.
+    settings = settings.replace(guarantee=guarantee, detector="mediapipe", crash_retries=1)
     services.settings = settings
     poison = jpeg(np.zeros((8, 40000, 3), np.uint8))
     frames = [jpeg(f) for f in read_video(clips["face"]).frames[:10]]
