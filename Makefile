@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 .PHONY: demo test check clean
 
 # uv installs the same requirements in seconds where pip takes minutes; pip where uv cannot be had.
+# Compiled at install, as pip does: with PYTHONDONTWRITEBYTECODE set, each process would compile its imports.
 $(BIN)/dvp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python -e ".[test]" \
+	$(BIN)/pip install -q uv && $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[test]" \
 		|| $(BIN)/pip install -q -e ".[test]"
 	touch $@
 

@@ -22,6 +22,29 @@ log = logging.getLogger("dvp.worker")
 COST_SMOOTHING = 0.2  # weight of the newest frame in the running cost of one
 
 
+class Budget:
+    """Which live frames are worth beginning: those that can still be shown by their
+    deadline, given what a frame's work costs here lately."""
+
+    def __init__(self, deadline_us: int):
+        self.deadline_us = deadline_us
+        self.cost_us = 0.0
+
+    def worth_beginning(self, age_us: int) -> bool:
+        """`age_us`: since the frame's capture, on our clock. A frame dated in the
+        future is refused too."""
+        if not -self.deadline_us <= age_us <= self.deadline_us - self.cost_us:
+            # A frame not begun measures nothing: the estimate relaxes, or one slow spell
+            # (a pause, a busy machine) would leave it past the deadline, and the worker
+            # skipping every frame, for good.
+            self.cost_us *= 1 - COST_SMOOTHING
+            return False
+        return True
+
+    def spent(self, cost_us: int) -> None:
+        self.cost_us = COST_SMOOTHING * cost_us + (1 - COST_SMOOTHING) * self.cost_us
+
+
 class LiveLoop(threading.Thread):
     def __init__(self, settings: Settings, identity: WorkerIdentity, stop: threading.Event):
         super().__init__(name="live", daemon=True)
@@ -44,8 +67,7 @@ class LiveLoop(threading.Thread):
         processor = FrameProcessor(s.names, detectors, self.identity, s.jpeg_quality, s.max_pixels,
                                    results_topic=s.names.live_out,
                                    schedule=schedule)
-        deadline_us = s.live_deadline_ms * 1000
-        cost_us = 0.0  # a frame's work here, lately: a frame that cannot be done in time is not begun
+        budget = Budget(s.live_deadline_ms * 1000)
         consumer.subscribe([s.names.live], on_assign=lambda _c, parts: log.info(
             "live frames from partitions %s", sorted(tp.partition for tp in parts)))
         try:
@@ -63,14 +85,14 @@ class LiveLoop(threading.Thread):
                 # rather than finishing each just past the deadline. This also keeps a frame that
                 # killed a worker from killing it again: the restart takes longer than any deadline.
                 began = now_us()
-                if frame is not None and not -deadline_us <= began - frame.capture_ts_us <= deadline_us - cost_us:
+                if frame is not None and not budget.worth_beginning(began - frame.capture_ts_us):
                     self.dropped += 1
                     continue
                 if frame is not None and frame.privacy != PER_FRAME:  # no aggregator filters live frames
                     outcome = processor.set_aside(record, "live frames are filtered per frame")
                 else:
                     outcome = processor.process(record)
-                    cost_us = COST_SMOOTHING * (now_us() - began) + (1 - COST_SMOOTHING) * cost_us
+                    budget.spent(now_us() - began)
                 send_outcome(producer, outcome, None)
                 self.processed += 1
         except DvpError as exc:  # the file jobs go on

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from dvp.errors import DvpError
 from dvp.messages import PRIVACY_MODES, printable
 
 if TYPE_CHECKING:
+    from dvp.infra.processes import Service
     from dvp.media import SourceOptions
 
 
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", parents=[common], help="filter one video end to end and wait for it")
+    p.set_defaults(handler=_run)
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True, help="output MP4")
     p.add_argument("--filter", default="blur", help=FILTER_HELP)
@@ -90,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("publish", parents=[common], help="publish a video as a job")
+    p.set_defaults(handler=_publish)
     p.add_argument("input")
     p.add_argument("--filter", required=True, help=FILTER_HELP)
     _privacy_flag(p)
@@ -102,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("live", parents=[common], help="a camera through the pipeline, shown filtered as it comes")
+    p.set_defaults(handler=_live)
     p.add_argument("--camera", required=True, help="a device index (0), a stream URL, or a video file played "
                                                    "at its own frame rate")
     p.add_argument("--filter", default="blur", help=FILTER_HELP)
@@ -114,19 +119,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes of the private stack started where no cluster answers (default 2)")
 
     p = sub.add_parser("fetch", parents=[common], help="write a finished job's video, by job id")
+    p.set_defaults(handler=_fetch)
     p.add_argument("job_id")
     p.add_argument("-o", "--output", required=True, help="where to write it")
 
     p = sub.add_parser("worker", parents=[common], help="run frame workers (a consumer group)")
+    p.set_defaults(handler=_worker)
     p.add_argument("--processes", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--no-live", action="store_true", help="leave live camera frames to other workers")
     _own_flag(p, "guarantee")
 
-    sub.add_parser("aggregator", parents=[common], help="run the Faust aggregator that writes the videos")
-
+    sub.add_parser("aggregator", parents=[common], help="run the Faust aggregator that writes the videos"
+                   ).set_defaults(handler=_aggregator)
     sub.add_parser("sink", parents=[common], help="store the metrics and job events in ClickHouse (a consumer "
-                                                  "group: run as many as you like against a server)")
+                                                  "group: run as many as you like against a server)"
+                   ).set_defaults(handler=_sink)
+
     p = sub.add_parser("dashboard", parents=[common], help="serve the Streamlit dashboard (with a metrics sink)")
+    p.set_defaults(handler=_dashboard)
     _own_flag(p, "dashboard_port")
     p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -136,18 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only show the store; let `dvp sink` processes fill it (a ClickHouse server)")
 
     p = sub.add_parser("up", parents=[common], help="start broker, workers and aggregator in the background")
+    p.set_defaults(handler=_up)
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     _own_flag(p, "guarantee")
-    sub.add_parser("down", parents=[common], help="stop what `dvp up` started")
-    sub.add_parser("status", parents=[common], help="say what `dvp up` runs")
-    sub.add_parser("topics", parents=[common], help="create the pipeline's topics on the cluster")
+    sub.add_parser("down", parents=[common], help="stop what `dvp up` started").set_defaults(handler=_down)
+    sub.add_parser("status", parents=[common], help="say what `dvp up` runs").set_defaults(handler=_status)
+    sub.add_parser("topics", parents=[common], help="create the pipeline's topics on the cluster"
+                   ).set_defaults(handler=_topics)
+
     p = sub.add_parser("kafka", parents=[common], help="Apache Kafka on this machine (KRaft, no Docker)")
+    p.set_defaults(handler=_kafka)
     p.add_argument("action", choices=["up", "down"])
     p.add_argument("--brokers", type=int, default=1, help="cluster size (default 1)")
-    sub.add_parser("filters", help="list the filters and their parameters")
-    sub.add_parser("config", parents=[common], help="list every setting with its variable and value")
+    sub.add_parser("filters", help="list the filters and their parameters").set_defaults(handler=_filters)
+    sub.add_parser("config", parents=[common], help="list every setting with its variable and value"
+                   ).set_defaults(handler=_config)
 
     p = sub.add_parser("sample", help="write a sample clip: a real face moving, with a tone")
+    p.set_defaults(handler=_sample)
     p.add_argument("output")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
@@ -165,6 +181,15 @@ def _positive(value: int, what: str) -> int:
     return value
 
 
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a command reports when it ends: its lines for stdout, and its exit status
+    (1 with an `error`, said after the lines)."""
+    lines: list[str] = dataclasses.field(default_factory=list)
+    status: int = 0
+    error: str | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(getattr(args, "verbose", 0), 2)]
@@ -172,105 +197,120 @@ def main(argv: list[str] | None = None) -> int:
     settings = None
     try:
         settings = _settings(args)
-        return _dispatch(args, settings) or 0
+        outcome = args.handler(settings, args)
     except DvpError as exc:
-        # Errors may quote records (a job's failure reason) and settings (a DSN).
-        text = settings.scrubbed(str(exc)) if settings is not None else str(exc)
-        print(f"dvp: error: {printable(text)}", file=sys.stderr)
-        return 1
+        outcome = Outcome(error=str(exc))
     except KeyboardInterrupt:
         print("dvp: interrupted", file=sys.stderr)
         return 130
+    if outcome.lines:
+        print("\n".join(outcome.lines))
+    if outcome.error is None:
+        return outcome.status
+    # Errors may quote records (a job's failure reason) and settings (a DSN).
+    text = settings.scrubbed(outcome.error) if settings is not None else outcome.error
+    print(f"dvp: error: {printable(text)}", file=sys.stderr)
+    return 1
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command in ("run", "publish"):
-        # SIGTERM unwinds like Ctrl-C: `dvp run` then stops the services it started.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-    if args.command == "run":
-        from dvp.run import run_job
-        if Path(args.output).is_dir():
-            raise DvpError(f"{args.output}: is a directory; name the output file")
-        summary = run_job(settings, args.input, args.output, args.filter,
-                          _positive(args.workers, "--workers"), progress=not args.quiet, privacy=args.privacy,
-                          options=_source_options(args))
-        print("\n".join(summary.lines() + _notes(summary.notes)))
-    elif args.command == "publish":
-        return _publish(settings, args)
-    elif args.command == "live":
-        return _live(settings, args)
-    elif args.command == "fetch":
-        from dvp.history import fetch
-        done = fetch(settings, args.job_id, Path(args.output).absolute())
-        print("\n".join([f"{args.output} ({done.frames} frames, {done.duration_s:.2f} s of video)",
-                         *_notes(done.notes)]))
-    elif args.command == "worker":
-        _quiet_ml_logs()
-        from dvp.consumers.pool import run_pool
-        return run_pool(settings, _positive(args.processes, "--processes"), live=not args.no_live)
-    elif args.command == "aggregator":
-        from dvp.streams.app import run_aggregator
-        run_aggregator(settings, loglevel="info" if args.verbose else "warn")
-    elif args.command == "sink":
-        _run_sink(settings)
-    elif args.command == "dashboard":
-        from dvp.dashboard.serve import serve
-        serve(settings, args.address, settings.dashboard_port, sink=not args.no_sink,
-              allow_hosts=tuple(args.allow_host))
-    elif args.command in ("up", "down", "status"):
-        from dvp.infra import stack
-        if args.command == "up":
-            services = stack.up(settings, _positive(args.workers, "--workers"))
-            print(f"bootstrap servers: {settings.bootstrap}")
-            print(f"dashboard: http://127.0.0.1:{settings.dashboard_port}")
-        else:
-            services = getattr(stack, args.command)(settings)
-        for s in services:
-            state = "stopped" if args.command == "down" else ("running" if s.alive else "dead")
-            print(f"{s.name:<12} pid {s.pid:<8} {state:<8} log {s.log}")
-        if not services:
-            print("nothing runs")
-        if args.command == "status":
-            from dvp.dashboard.summary import summary_lines
-            print("\n".join(printable(line) for line in summary_lines(settings)))  # worker names: from records
-    elif args.command == "kafka":
-        from dvp.infra.kafka import cluster as apache
-        home = settings.home / "kafka"
-        if args.action == "up":
-            cluster = apache.up(home, _positive(args.brokers, "--brokers"))
-            print(f"bootstrap servers: {cluster.bootstrap}")
-            print(f"use it: export DVP_BOOTSTRAP_SERVERS={cluster.bootstrap}")
-        else:
-            for s in apache.down(home):
-                print(f"{s.name:<12} pid {s.pid:<8} stopped")
-    elif args.command == "topics":
-        from dvp import kafka
-        kafka.ensure_topics(settings)
-        for name, parts in settings.topic_layout.items():
-            print(f"{name:<24} {parts} partitions")
-    elif args.command == "filters":
-        from dvp.filters import FILTERS, MAX_STEPS
-        for f in FILTERS.values():
-            print(f"{f.name:<12} {f.summary}")
-            for key, p in f.params.items():
-                print(f"    {key}={p.default:g}  ({p.low:g}..{p.high:g}) {p.help}")
-        print(f"\nA spec is NAME or NAME:key=value,key=value; up to {MAX_STEPS} joined by | are applied "
-              "in order, e.g. --filter 'pixelate:blocks=12|mesh'.")
-    elif args.command == "config":
-        for env, _flag, help_text in describe():
-            value = settings.shown().get(env, "")
-            print(f"{env:<26} {value!s:<28} {help_text}")
-    elif args.command == "sample":
-        from dvp.sample import write_sample
-        width, _, height = args.size.partition("x")
-        try:
-            size = (int(width), int(height))
-        except ValueError:
-            raise DvpError(f"--size must be WIDTHxHEIGHT, got {args.size!r}") from None
-        write_sample(args.output, seconds=args.seconds, width=size[0], height=size[1],
-                     audio=not args.no_audio)
-        print(args.output)
-    return 0
+def _run(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.run import run_job
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwinds like Ctrl-C: the services stop
+    if Path(args.output).is_dir():
+        raise DvpError(f"{args.output}: is a directory; name the output file")
+    summary = run_job(settings, args.input, args.output, args.filter,
+                      _positive(args.workers, "--workers"), progress=not args.quiet, privacy=args.privacy,
+                      options=_source_options(args))
+    return Outcome(summary.lines() + _notes(summary.notes))
+
+
+def _fetch(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.history import fetch
+    done = fetch(settings, args.job_id, Path(args.output).absolute())
+    return Outcome([f"{args.output} ({done.frames} frames, {done.duration_s:.2f} s of video)", *_notes(done.notes)])
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> Outcome:
+    _quiet_ml_logs()
+    from dvp.consumers.pool import run_pool
+    return Outcome(status=run_pool(settings, _positive(args.processes, "--processes"), live=not args.no_live))
+
+
+def _aggregator(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.streams.app import run_aggregator
+    run_aggregator(settings, loglevel="info" if args.verbose else "warn")
+    return Outcome()
+
+
+def _dashboard(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.dashboard.serve import serve
+    serve(settings, args.address, settings.dashboard_port, sink=not args.no_sink, allow_hosts=tuple(args.allow_host))
+    return Outcome()
+
+
+def _service_lines(services: list[Service], state: Callable[[Service], str]) -> list[str]:
+    return [f"{s.name:<12} pid {s.pid:<8} {state(s):<8} log {s.log}" for s in services] or ["nothing runs"]
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.infra import stack
+    services = stack.up(settings, _positive(args.workers, "--workers"))
+    return Outcome([f"bootstrap servers: {settings.bootstrap}", f"dashboard: http://127.0.0.1:{settings.dashboard_port}",
+                    *_service_lines(services, lambda s: "running" if s.alive else "dead")])
+
+
+def _down(settings: Settings, _args: argparse.Namespace) -> Outcome:
+    from dvp.infra import stack
+    return Outcome(_service_lines(stack.down(settings), lambda _s: "stopped"))
+
+
+def _status(settings: Settings, _args: argparse.Namespace) -> Outcome:
+    from dvp.dashboard.summary import summary_lines
+    from dvp.infra import stack
+    lines = _service_lines(stack.status(settings), lambda s: "running" if s.alive else "dead")
+    return Outcome(lines + [printable(line) for line in summary_lines(settings)])  # worker names: from records
+
+
+def _kafka(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.infra.kafka import cluster as apache
+    home = settings.home / "kafka"
+    if args.action == "up":
+        cluster = apache.up(home, _positive(args.brokers, "--brokers"))
+        return Outcome([f"bootstrap servers: {cluster.bootstrap}",
+                        f"use it: export DVP_BOOTSTRAP_SERVERS={cluster.bootstrap}"])
+    return Outcome([f"{s.name:<12} pid {s.pid:<8} stopped" for s in apache.down(home)])
+
+
+def _topics(settings: Settings, _args: argparse.Namespace) -> Outcome:
+    from dvp import kafka
+    kafka.ensure_topics(settings)
+    return Outcome([f"{name:<24} {parts} partitions" for name, parts in settings.topic_layout.items()])
+
+
+def _filters(_settings: Settings, _args: argparse.Namespace) -> Outcome:
+    from dvp.filters import FILTERS, MAX_STEPS
+    lines = []
+    for f in FILTERS.values():
+        lines.append(f"{f.name:<12} {f.summary}")
+        lines += [f"    {key}={p.default:g}  ({p.low:g}..{p.high:g}) {p.help}" for key, p in f.params.items()]
+    return Outcome([*lines, f"\nA spec is NAME or NAME:key=value,key=value; up to {MAX_STEPS} joined by | are "
+                                  "applied in order, e.g. --filter 'pixelate:blocks=12|mesh'."])
+
+
+def _config(settings: Settings, _args: argparse.Namespace) -> Outcome:
+    shown = settings.shown()
+    return Outcome([f"{env:<26} {shown.get(env, '')!s:<28} {help_text}" for env, _flag, help_text in describe()])
+
+
+def _sample(_settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.sample import write_sample
+    width, _, height = args.size.partition("x")
+    try:
+        size = (int(width), int(height))
+    except ValueError:
+        raise DvpError(f"--size must be WIDTHxHEIGHT, got {args.size!r}") from None
+    write_sample(args.output, seconds=args.seconds, width=size[0], height=size[1], audio=not args.no_audio)
+    return Outcome([args.output])
 
 
 def _launched() -> float:
@@ -284,7 +324,7 @@ def _launched() -> float:
     return time.monotonic() - max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
 
 
-def _live(settings: Settings, args: argparse.Namespace) -> int:
+def _live(settings: Settings, args: argparse.Namespace) -> Outcome:
     import contextlib
     import threading
 
@@ -304,15 +344,10 @@ def _live(settings: Settings, args: argparse.Namespace) -> int:
             settings = private.enter_context(Stack.running(settings, workers, live=True, files=False)).settings
         stats = run_live(settings, args.camera, args.filter, Path(args.record) if args.record else None,
                          args.view or default_view(), _positive(args.port, "--port"), stop, started)
-    print("\n".join(stats.lines()))
-    if args.record:
-        print(f"recorded  {args.record}")
-    if stats.error is not None:
-        raise DvpError(stats.error)
-    return 0
+    return Outcome(stats.lines() + ([f"recorded  {args.record}"] if args.record else []), error=stats.error)
 
 
-def _run_sink(settings: Settings) -> None:
+def _sink(settings: Settings, _args: argparse.Namespace) -> Outcome:
     import threading
 
     from dvp.dashboard.sink import MetricsSink
@@ -328,11 +363,13 @@ def _run_sink(settings: Settings) -> None:
     finally:
         sink.close()
         store.close()
+    return Outcome()
 
 
-def _publish(settings: Settings, args: argparse.Namespace) -> int:
+def _publish(settings: Settings, args: argparse.Namespace) -> Outcome:
     from dvp.producers.publish import publish
     from dvp.producers.watch import JobWatcher
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwinds like Ctrl-C
     if args.output is not None and not args.wait:
         raise DvpError("-o needs --wait; without it, write the video later with `dvp fetch JOB -o OUT`")
     output = Path(args.output).absolute() if args.output is not None else None
@@ -342,16 +379,17 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
     try:
         published = publish(settings, args.input, args.filter, job_id=args.job_id, progress=not args.quiet,
                             privacy=args.privacy, options=_source_options(args))
-        print(f"published {published.frames} frames as job {published.start.job_id}")
-        if watcher is not None:
-            done = watcher.wait(published.start.job_id, published.frames, progress=not args.quiet,
-                                timeout=settings.stall_timeout_s, save_to=output)
-            where = output or printable(done.output)
-            print("\n".join([f"completed: {where} ({done.frames} frames, {done.faces} faces)", *_notes(done.notes)]))
+        said = f"published {published.frames} frames as job {published.start.job_id}"
+        if watcher is None:
+            return Outcome([said])
+        print(said, flush=True)  # now: the wait may be long
+        done = watcher.wait(published.start.job_id, published.frames, progress=not args.quiet,
+                            timeout=settings.stall_timeout_s, save_to=output)
+        where = output or printable(done.output)
+        return Outcome([f"completed: {where} ({done.frames} frames, {done.faces} faces)", *_notes(done.notes)])
     finally:
         if watcher is not None:
             watcher.close()
-    return 0
 
 
 def _quiet_ml_logs() -> None:

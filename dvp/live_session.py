@@ -10,6 +10,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,14 +144,7 @@ class LiveSession:
                                         partition=partition)
                 self._producer.poll(0)
                 sent_at = now
-            msg = self._reader.poll(0.02)
-            if msg is not None and not msg.error():
-                try:
-                    back = ASSEMBLY.decode(msg.value())
-                except DvpError:
-                    continue
-                if isinstance(back, ProcessedFrame) and back.job_id == self._probe_id:
-                    waiting.discard(back.index)
+            waiting -= {back.index for back in self._arrivals(0.02) if back.job_id == self._probe_id}
 
     def set_filter(self, filter_spec: str) -> None:
         """The filter of the frames sent from now on."""
@@ -159,6 +153,19 @@ class LiveSession:
     def receive(self, timeout: float) -> list[Shown]:
         """The frames whose turn has come, in order, after waiting up to `timeout`
         seconds for the first record and taking what else has arrived."""
+        for result in self._arrivals(timeout):
+            if result.job_id == self.id and result.filtered:
+                with self._lock:
+                    self._playout.arrived(result.index, result)
+        self._producer.poll(0)
+        with self._lock:
+            due = list(self._playout.due(now_us()))
+        return [Shown(index, captured_at, self._jpeg(result), self._size or (0, 0))
+                for index, captured_at, result in due]
+
+    def _arrivals(self, timeout: float) -> Iterator[ProcessedFrame]:
+        """The frames come back: the first waited for up to `timeout` seconds, then
+        those already here. What is not a processed frame is passed over."""
         msg = self._reader.poll(timeout)
         while msg is not None:
             if not msg.error():
@@ -166,15 +173,9 @@ class LiveSession:
                     result = ASSEMBLY.decode(msg.value())
                 except DvpError:
                     result = None
-                if isinstance(result, ProcessedFrame) and result.job_id == self.id and result.filtered:
-                    with self._lock:
-                        self._playout.arrived(result.index, result)
+                if isinstance(result, ProcessedFrame):
+                    yield result
             msg = self._reader.poll(0)
-        self._producer.poll(0)
-        with self._lock:
-            due = list(self._playout.due(now_us()))
-        return [Shown(index, captured_at, self._jpeg(result), self._size or (0, 0))
-                for index, captured_at, result in due]
 
     def _jpeg(self, result: ProcessedFrame | None) -> bytes | None:
         """A filtered frame from the topic, if its header says it is of the size this

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
+from dvp.consumers.live import Budget
 from dvp.faces import FaceDetector
 from dvp.infra.stack import LOCAL_PORT
 from dvp.infra.tansu import free_port, port_open
@@ -68,6 +69,20 @@ def dvp_processes() -> set[int]:
         if argv and (b"tansu" in argv[0] or argv[1:3] == [b"-m", b"dvp"]):
             found.add(int(entry.name))
     return found
+
+
+def test_a_slow_spell_does_not_stop_a_worker_taking_live_frames():
+    """A worker frozen for 2 s in the middle of a frame (a pause, a busy machine)
+    learns that frames cost more than the deadline; it must not skip every frame
+    after that for good (it did: a frame not begun never lowered the estimate)."""
+    budget = Budget(DEADLINE_MS * 1000)
+    assert budget.worth_beginning(10_000)
+    budget.spent(2_000_000)
+    assert not budget.worth_beginning(10_000)  # nothing can be done in time just now
+    begun = [budget.worth_beginning(10_000) for _ in range(25)]  # a second of frames at 25 fps
+    assert any(begun) and begun[-1]
+    assert not budget.worth_beginning(DEADLINE_MS * 1000 + 1)  # too late to be shown
+    assert not budget.worth_beginning(-DEADLINE_MS * 1000 - 1)  # dated in the future
 
 
 @pytest.mark.integration
