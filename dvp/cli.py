@@ -252,11 +252,15 @@ def _service_lines(services: list[Service], state: Callable[[Service], str]) -> 
     return [f"{s.name:<12} pid {s.pid:<8} {state(s):<8} log {s.log}" for s in services] or ["nothing runs"]
 
 
+def _running_or_dead(service: Service) -> str:
+    return "running" if service.alive else "dead"
+
+
 def _up(settings: Settings, args: argparse.Namespace) -> Outcome:
     from dvp.infra import stack
     services = stack.up(settings, _positive(args.workers, "--workers"))
     return Outcome([f"bootstrap servers: {settings.bootstrap}", f"dashboard: http://127.0.0.1:{settings.dashboard_port}",
-                    *_service_lines(services, lambda s: "running" if s.alive else "dead")])
+                    *_service_lines(services, _running_or_dead)])
 
 
 def _down(settings: Settings, _args: argparse.Namespace) -> Outcome:
@@ -267,7 +271,7 @@ def _down(settings: Settings, _args: argparse.Namespace) -> Outcome:
 def _status(settings: Settings, _args: argparse.Namespace) -> Outcome:
     from dvp.dashboard.summary import summary_lines
     from dvp.infra import stack
-    lines = _service_lines(stack.status(settings), lambda s: "running" if s.alive else "dead")
+    lines = _service_lines(stack.status(settings), _running_or_dead)
     return Outcome(lines + [printable(line) for line in summary_lines(settings)])  # worker names: from records
 
 

@@ -100,9 +100,8 @@ class FaceDetector:
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         faces = self._loading.result().find(rgb)
-        if landmarks:  # loaded even for a picture without faces: a live probe warms it up
-            mesh = self._mesh_model()
-            faces = self._with_landmarks(mesh, rgb, faces) if faces else faces
+        if landmarks:  # the mesh loads even for a picture without faces: a live probe warms it up
+            faces = self._with_landmarks(self._mesh_model(), rgb, faces)
         return faces
 
     def _mesh_model(self) -> Any:
