@@ -274,13 +274,17 @@ def partition_count(settings: Settings, topic: str) -> int:
 def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
     """(low, high) offsets of a partition, asked in short tries while its leader
     settles: a request queued for a leader that died waits out its whole timeout,
-    and the next try goes to the new leader."""
+    and the next try goes to the new leader. A topic just created is unknown to
+    this client's metadata for a moment, on a cluster of several brokers."""
+    settling = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError._TIMED_OUT, KafkaError._UNKNOWN_PARTITION,
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
+
     def offsets() -> tuple[int, int] | None:
         try:
             return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=min(timeout, 2.0))
         except KafkaException as exc:
             err = exc.args[0]
-            if not err.retriable() and err.code() not in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError._TIMED_OUT):
+            if not err.retriable() and err.code() not in settling:
                 raise BrokerError(f"cannot read the offsets of {topic}[{partition}]: {err.str()}") from None
             return None
 

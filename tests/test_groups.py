@@ -1,4 +1,5 @@
 """Consumer groups as dvp's consumers use them, on a real broker."""
+import threading
 import time
 
 import pytest
@@ -87,3 +88,21 @@ def test_a_member_with_a_short_session_keeps_its_partitions(broker_kind, setting
     finally:
         member.close()
     assert assigned == [settings.frames_partitions], f"assigned {len(assigned)} times in 10 s"
+
+
+def test_the_offsets_of_a_topic_being_created_are_waited_for(settings):
+    """A client whose metadata does not know a topic yet says "Unknown partition":
+    on a cluster of several brokers, a topic just created reaches the other
+    brokers' metadata a moment later, and the job watcher failed at its start."""
+    reader = kafka.consumer(settings, **{"group.id": f"{settings.topic_prefix}marks"})
+    asked: list = []
+    try:
+        waiting = threading.Thread(target=lambda: asked.append(
+            kafka.watermarks(reader, settings.names.frames, 0, settings.connect_timeout_s)))
+        waiting.start()
+        time.sleep(1.5)  # asked before the topic exists
+        kafka.ensure_topics(settings)
+        waiting.join(settings.connect_timeout_s + 5)
+    finally:
+        reader.close()
+    assert asked == [(0, 0)]
