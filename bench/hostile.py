@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout:
 
 from dvp import kafka  # noqa: E402
 from dvp.config import Settings  # noqa: E402
+from dvp.kafka_cluster import Cluster  # noqa: E402
 from dvp.messages import ASSEMBLY, FRAMES, Frame, JobEnd, JobStart, now_us  # noqa: E402
 from dvp.sample import write_sample  # noqa: E402
 from tests.test_hostile import declaring  # noqa: E402
@@ -40,7 +41,7 @@ def burst(settings: Settings, producer: kafka.ReliableProducer, job_id: str) -> 
     for p in range(parts):
         producer.send(names.frames, FRAMES.encode(Frame(job_id, p, p, "blur", "per-frame", bomb, now_us(), now_us(),
                                                         settings.detector)), key=key, partition=p)
-    live = kafka.partition_count(settings, names.live)
+    live = Cluster.reach(settings).partition_count(names.live)
     for p in range(live):
         producer.send(names.live, FRAMES.encode(Frame(f"{job_id}-live", p, p, "blur", "per-frame", bomb, now_us(),
                                                       now_us(), settings.live_detector)), key=key, partition=p)

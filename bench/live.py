@@ -77,8 +77,8 @@ def terminal(seconds: float) -> None:
             write_sample(str(warm), seconds=3, width=width, height=height, fps=30, audio=False)
             for workers in WORKERS:
                 with Stack.running(settings, workers, live=True) as stack:
-                    run_live(stack.settings, str(warm), "blur", None, "none", 0)  # the groups settle
-                    s = run_live(stack.settings, str(clip), "blur", None, "none", 0)
+                    run_live(stack.cluster, str(warm), "blur", None, "none", 0)  # the groups settle
+                    s = run_live(stack.cluster, str(clip), "blur", None, "none", 0)
                 print(f"| {width}x{height} | {workers} | {s.captured} | {s.shown} | {s.skipped} "
                       f"| {s.percentile(50):.0f} ms | {s.percentile(95):.0f} ms | {s.percentile(99):.0f} ms |",
                       flush=True)

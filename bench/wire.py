@@ -21,6 +21,7 @@ from dvp.config import Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, WorkerIdentity, send_outcome
 from dvp.faces import Detectors
 from dvp.infra import tansu
+from dvp.kafka_cluster import Cluster
 from dvp.messages import ASSEMBLY, FRAMES, ProcessedFrame
 from dvp.producers.publish import publish
 from dvp.sample import write_sample
@@ -48,12 +49,13 @@ class Counted:
             client.poll(0.05)
 
 
-def fetch_all(settings: Settings, topic: str) -> tuple[list[bytes], Counted]:
+def fetch_all(cluster: Cluster, topic: str) -> tuple[list[bytes], Counted]:
     """Every record of a topic as it is now, and what fetching them cost."""
+    settings = cluster.settings
     counted = Counted()
     reader = kafka.consumer(settings, **{"group.id": "bench-wire", "enable.partition.eof": True}, **counted.conf())
     try:
-        parts = kafka.partition_count(settings, topic)
+        parts = cluster.partition_count(topic)
         ends = {p: kafka.watermarks(reader, topic, p, 10)[1] for p in range(parts)}
         reader.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
         waiting, values = {p for p, end in ends.items() if end > 0}, []
@@ -86,8 +88,9 @@ def main() -> None:
         broker = tansu.start(port, Path(work) / "broker.log", with_parent=True)
         try:
             settings = Settings.load(environ={"DVP_HOME": work}).replace(bootstrap_servers=f"127.0.0.1:{port}")
-            kafka.ensure_topics(settings)
-            rows = [measure_frames(settings, clip), measure_results(settings)]
+            cluster = Cluster.reach(settings)
+            cluster.ensure_topics()
+            rows = [measure_frames(cluster, clip), measure_results(cluster)]
         finally:
             broker.kill()
             broker.wait()
@@ -99,19 +102,21 @@ def main() -> None:
         print(f"| {leg} | " + " | ".join(kb) + f" | {sent / jpeg:.3f} | {fetched / jpeg:.3f} |")
 
 
-def measure_frames(settings: Settings, clip: Path) -> tuple:
+def measure_frames(cluster: Cluster, clip: Path) -> tuple:
+    settings = cluster.settings
     counted = Counted()
     producer = kafka.ReliableProducer(settings, **counted.conf())
-    published = publish(settings, str(clip), "blur", progress=False, producer=producer)
+    published = publish(cluster, str(clip), "blur", progress=False, producer=producer)
     counted.settle(producer)
-    values, fetched = fetch_all(settings, settings.names.frames)
+    values, fetched = fetch_all(cluster, settings.names.frames)
     jpeg = sum(len(FRAMES.decode(v).jpeg) for v in values)
     assert len(values) == published.frames
     return "producer → broker → worker (frames)", len(values), jpeg, counted.tx, fetched.rx
 
 
-def measure_results(settings: Settings) -> tuple:
-    frames, _ = fetch_all(settings, settings.names.frames)
+def measure_results(cluster: Cluster) -> tuple:
+    settings = cluster.settings
+    frames, _ = fetch_all(cluster, settings.names.frames)
     counted = Counted()
     producer = kafka.ReliableProducer(settings, **counted.conf())
     detectors = Detectors.of(settings)
@@ -124,7 +129,7 @@ def measure_results(settings: Settings) -> tuple:
     finally:
         detectors.close()
     counted.settle(producer)
-    values, fetched = fetch_all(settings, settings.names.processed)
+    values, fetched = fetch_all(cluster, settings.names.processed)
     results = [r for r in map(ASSEMBLY.decode, values) if isinstance(r, ProcessedFrame)]
     jpeg = sum(len(r.jpeg) for r in results)
     # The producer also sent each frame's metrics record: counted, as on the wire.

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from dvp import kafka
-from dvp.config import Settings
 from dvp.consumers.frames import Consumed, FrameProcessor, Outcome
 from dvp.errors import BrokerError, MalformedRecord
+from dvp.kafka_cluster import Cluster
 from dvp.messages import ATTEMPTS, FrameAttempt, now_us
 
 log = logging.getLogger("dvp.worker")
@@ -34,8 +34,8 @@ class Careful:
 
 
 class AttemptLog:
-    def __init__(self, settings: Settings, worker_id: str, retries: int, stop: threading.Event):
-        self.settings = settings
+    def __init__(self, cluster: Cluster, worker_id: str, retries: int, stop: threading.Event):
+        self.settings = settings = cluster.settings
         self.stop = stop
         self.topic = settings.names.attempts
         self.worker_id = worker_id
@@ -45,7 +45,7 @@ class AttemptLog:
         self.producer = kafka.ReliableProducer(settings)
         self.reader = kafka.consumer(settings, **{"group.id": settings.names.replay, "enable.auto.commit": False,
                                                   "enable.partition.eof": True})
-        self.partitions = kafka.partition_count(settings, self.topic)
+        self.partitions = cluster.partition_count(self.topic)
         self.read_to: dict[int, int] = {}  # partition: the next offset to read
         self.owner: dict[tuple[str, int], tuple[str, str]] = {}  # (topic, partition): (kind, worker) last said
         self.tries: Counter[tuple[str, int, int]] = Counter()  # (topic, partition, offset): attempts

@@ -19,6 +19,7 @@ from dvp.consumers.exactly_once import TransactionalLoop
 from dvp.consumers.frames import FrameProcessor, WorkerIdentity
 from dvp.consumers.live import LiveLoop
 from dvp.faces import Detectors
+from dvp.kafka_cluster import Cluster
 
 log = logging.getLogger("dvp.worker")
 
@@ -64,12 +65,13 @@ def run_worker(settings: Settings, live: bool = True) -> None:
     # The suffix tells apart two lives of a container, which keep its host name and often its pid.
     identity = WorkerIdentity(f"{host}-{pid}-{uuid.uuid4().hex[:4]}", host, _local_ip(settings.bootstrap), pid)
     exactly_once = settings.guarantee == "exactly-once"
-    kafka.ensure_topics(settings)
+    cluster = Cluster.reach(settings)
+    cluster.ensure_topics()
     consumer = _consumer(settings, identity.id, exactly_once)
     detectors = Detectors.of(settings, ready=(settings.detector,))
     processor = FrameProcessor(settings.names, detectors, identity, settings.jpeg_quality, settings.max_pixels)
     stop = threading.Event()
-    attempts = AttemptLog(settings, identity.id, settings.crash_retries, stop)
+    attempts = AttemptLog(cluster, identity.id, settings.crash_retries, stop)
     loop: TransactionalLoop | AtLeastOnceLoop
     if exactly_once:  # a fenced producer is replaced: the loop makes its own
         loop = TransactionalLoop(consumer, lambda: _producer(settings, identity.id, True), processor, attempts)

@@ -15,6 +15,7 @@ from dvp.dashboard.backend import Backend, shared
 from dvp.dashboard.cluster import GroupLag, group_lag, waiting_frames
 from dvp.dashboard.url import refresh_s
 from dvp.errors import BrokerError, DvpError
+from dvp.kafka_cluster import Cluster
 
 PAGES = ("Workers", "Jobs", "Job", "Live")
 
@@ -43,9 +44,9 @@ def no_data(what: str) -> None:
             "and it appears here.")
 
 
-def cluster_now(settings: Settings) -> GroupLag | BrokerError:
+def cluster_now(cluster: Cluster) -> GroupLag | BrokerError:
     try:
-        return group_lag(settings)
+        return group_lag(cluster)
     except BrokerError as exc:
         return exc
 
@@ -144,11 +145,11 @@ def main() -> None:
         if page == "Live":  # its video must not be cut by the refresh of the other pages
             from dvp.dashboard.live_page import live_page  # aiortc: loaded when asked for
 
-            live_page(b.settings)
+            live_page(b.cluster)
             return
         show = {"Jobs": jobs_page, "Job": job_page}.get(page)
         if show is None:  # Workers: the cluster is asked before the store is held (it may take seconds)
-            show = functools.partial(workers_page, group=cluster_now(b.settings))
+            show = functools.partial(workers_page, group=cluster_now(b.cluster))
         with b.store.held():  # one session of the store for the page's queries
             show(b)
             running = queries.running_jobs(b.store)

@@ -9,6 +9,7 @@ from dvp.config import Settings
 from dvp.dashboard import queries
 from dvp.dashboard.sink import BackgroundSink
 from dvp.history import fetch
+from dvp.kafka_cluster import Cluster
 from dvp.messages import valid_job_id
 from dvp.store import Store
 
@@ -16,8 +17,9 @@ from dvp.store import Store
 class Backend:
     def __init__(self, settings: Settings, with_sink: bool):
         self.settings = settings
+        self.cluster = Cluster(settings)  # reached when asked: the dashboard may start before the broker
         self.store = Store(settings)  # StoreBusy / StoreError: the page says why
-        self.sink = BackgroundSink(settings, self.store) if with_sink else None
+        self.sink = BackgroundSink(self.cluster, self.store) if with_sink else None
 
     @property
     def sink_error(self) -> str | None:
@@ -38,7 +40,7 @@ class Backend:
         cached = self.settings.home / "dashboard" / f"{job_id}.mp4"
         if not cached.is_file():
             cached.parent.mkdir(parents=True, exist_ok=True)
-            fetch(self.settings, job_id, cached)
+            fetch(self.cluster.wait_reachable(), job_id, cached)
         return cached
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-
 from dvp import kafka
-from dvp.config import Settings
-from dvp.errors import BrokerError
+from dvp.kafka_cluster import Cluster
 
 
 @dataclass(frozen=True)
@@ -27,31 +24,21 @@ class Waiting:
     how: str  # where the assignment came from, said on the page
 
 
-def group_lag(settings: Settings) -> GroupLag:
+def group_lag(cluster: Cluster) -> GroupLag:
     """Ask the cluster for the workers' lag and assignment (a few seconds at most).
     Kept apart from the store: the embedded one is not held while the cluster answers."""
-    topic, group = settings.names.frames, settings.names.workers
-    client = kafka.wait_reachable(settings, timeout=min(settings.connect_timeout_s, 2))
-    try:
-        with kafka.asked("cannot read the workers' group from the cluster"):
-            parts = client.list_topics(topic, timeout=5).topics[topic].partitions
-            committed_future = client.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])])[group]
-            committed = {tp.partition: tp.offset for tp in committed_future.result(timeout=5).topic_partitions}
-            described = client.describe_consumer_groups([group])[group].result(timeout=5)
-    except (TimeoutError, KeyError) as exc:
-        raise BrokerError(f"cannot read the workers' group from the cluster: {exc}") from None
+    settings = cluster.settings
+    topic = settings.names.frames
+    committed, owner = cluster.wait_reachable(min(settings.connect_timeout_s, 2)).group_on(
+        settings.names.workers, topic)
     reader = kafka.consumer(settings, **{"group.id": settings.names.replay})
     try:
         lag = {}
-        for p in parts:
+        for p, done in committed.items():
             low, high = kafka.watermarks(reader, topic, p, 5)
-            done = committed.get(p, -1)
             lag[p] = max(high - (done if done >= 0 else low), 0)
     finally:
         reader.close()
-    owner = {tp.partition: m.client_id for m in described.members
-             for tp in (m.assignment.topic_partitions if m.assignment else []) if tp.topic == topic}
     return GroupLag(lag, owner)
 
 

@@ -19,10 +19,9 @@ import numpy as np
 import streamlit as st
 from streamlit_webrtc import VideoProcessorBase, WebRtcMode, webrtc_streamer
 
-from dvp import kafka
-from dvp.config import Settings
 from dvp.dashboard.filter_picker import filter_picker
 from dvp.errors import DvpError
+from dvp.kafka_cluster import Cluster
 from dvp.live_session import LiveSession, Shown
 from dvp.messages import now_us
 
@@ -36,8 +35,8 @@ MAX_QUEUED = 2  # filtered frames waiting to go out, one per frame in; past this
 class BrowserCamera(VideoProcessorBase):
     """streamlit-webrtc's video processor for one browser connection."""
 
-    def __init__(self, settings: Settings, filter_spec: str):
-        self.session = LiveSession(settings, filter_spec)
+    def __init__(self, cluster: Cluster, filter_spec: str):
+        self.session = LiveSession(cluster, filter_spec)
         self.last: np.ndarray | None = None
         self._queued: deque[Shown] = deque()
         self._ready = threading.Event()
@@ -103,7 +102,8 @@ def offer_loopback_only() -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
-def live_page(settings: Settings) -> None:
+def live_page(cluster: Cluster) -> None:
+    settings = cluster.settings
     st.header("Live")
     st.caption("Your camera through the workers and back, filtered. Frames not back within "
                f"{settings.live_deadline_ms} ms of their capture are skipped, so the view never lags more and more.")
@@ -113,7 +113,7 @@ def live_page(settings: Settings) -> None:
     ctx = webrtc_streamer(
         key="live", mode=WebRtcMode.SENDRECV, rtc_configuration=RTC_CONFIGURATION,
         media_stream_constraints={"video": True, "audio": False},
-        video_processor_factory=lambda: BrowserCamera(settings, spec),
+        video_processor_factory=lambda: BrowserCamera(cluster, spec),
         # In step with the browser's frames: the asynchronous mode sends the camera's
         # own frame until the first processed one is ready.
         async_processing=False)
@@ -122,9 +122,7 @@ def live_page(settings: Settings) -> None:
         figures(ctx.video_processor)
     elif not ctx.state.playing:
         try:  # before START: a cluster out of reach is said here, not as a dead video
-            if not st.session_state.get("live_topics"):
-                kafka.ensure_topics(settings)
-                st.session_state["live_topics"] = True
+            cluster.ensure_topics()
         except DvpError as exc:
             st.error(str(exc))
 

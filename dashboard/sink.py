@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, TopicPartition
 
 from dvp import kafka
-from dvp.config import Names, Settings
+from dvp.config import Names
 from dvp.errors import BrokerError, DvpError, MalformedRecord
+from dvp.kafka_cluster import Cluster
 from dvp.messages import JOBS, METRICS, FrameMetrics, JobCompleted, JobFailed, JobProgress
 from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Store, StoreBusy, StoreError
 
@@ -105,8 +106,8 @@ class MetricsSink:
     sink group (several sinks share the partitions), or with `from_now` on every
     partition from its end, alone and committing nothing (`dvp run`'s own job)."""
 
-    def __init__(self, settings: Settings, store: Store, group: str | None = None, from_now: bool = False):
-        self.settings = settings
+    def __init__(self, cluster: Cluster, store: Store, group: str | None = None, from_now: bool = False):
+        self.settings = settings = cluster.settings
         self.store = store
         self.topics = [settings.names.metrics, settings.names.jobs]
         self.from_now = from_now
@@ -114,8 +115,7 @@ class MetricsSink:
             "group.id": group or settings.names.sink, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "isolation.level": "read_committed", "session.timeout.ms": settings.session_timeout_ms})
         if from_now:
-            self.consumer.assign([TopicPartition(t, p, kafka.watermarks(self.consumer, t, p, 10)[1])
-                                  for t in self.topics for p in range(kafka.partition_count(settings, t))])
+            self.consumer.assign(cluster.ends(self.consumer, *self.topics))
         else:
             self.consumer.subscribe(self.topics)
         self.stored = self.skipped = 0
@@ -237,13 +237,13 @@ class BackgroundSink:
     sink, not the process, and is kept in `error`. With `from_now` (`dvp run`),
     the sink reads from the topics' ends as they are when this returns."""
 
-    def __init__(self, settings: Settings, store: Store, from_now: bool = False):
+    def __init__(self, cluster: Cluster, store: Store, from_now: bool = False):
         self.error: str | None = None
         self._stop = threading.Event()
         self._finishing = threading.Event()  # finish() asked: stop once caught up
         self._caught_up = threading.Event()
-        self._settings, self._store = settings, store
-        self._sink: MetricsSink | None = MetricsSink(settings, store, from_now=True) if from_now else None
+        self._cluster, self._store = cluster, store
+        self._sink: MetricsSink | None = MetricsSink(cluster, store, from_now=True) if from_now else None
         self._thread = threading.Thread(target=self._run, name="metrics-sink", daemon=True)
         self._thread.start()
 
@@ -253,7 +253,7 @@ class BackgroundSink:
                 if self._stop.wait(5):
                     return
             if self._sink is None:
-                self._sink = MetricsSink(self._settings, self._store)
+                self._sink = MetricsSink(self._cluster, self._store)
             while not self._stop.is_set():
                 finishing = self._finishing.is_set()
                 self._sink.step(wait_s=INTERRUPT_S if finishing else BATCH_S, interrupt=self._finishing)
@@ -269,7 +269,7 @@ class BackgroundSink:
 
     def _reachable(self) -> bool:
         try:
-            kafka.wait_reachable(self._settings, timeout=min(self._settings.connect_timeout_s, 5))
+            self._cluster.wait_reachable(min(self._cluster.settings.connect_timeout_s, 5))
             return True
         except BrokerError:
             return False

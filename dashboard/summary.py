@@ -5,12 +5,13 @@ from dvp.config import Settings
 from dvp.dashboard import queries
 from dvp.dashboard.cluster import group_lag, waiting_frames
 from dvp.errors import BrokerError, DvpError
+from dvp.kafka_cluster import Cluster
 from dvp.store import Store
 
 
 def summary_lines(settings: Settings, jobs_shown: int = 5) -> list[str]:
     try:
-        group = group_lag(settings)  # asked first: the embedded store is not held while the cluster answers
+        group = group_lag(Cluster(settings))  # asked first: the embedded store is not held while the cluster answers
     except BrokerError as exc:
         group, cluster_error = None, str(exc)
     try:

@@ -226,7 +226,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> Outcome:
 
 def _fetch(settings: Settings, args: argparse.Namespace) -> Outcome:
     from dvp.history import fetch
-    done = fetch(settings, args.job_id, Path(args.output).absolute())
+    from dvp.kafka_cluster import Cluster
+    done = fetch(Cluster(settings), args.job_id, Path(args.output).absolute())
     return Outcome([f"{args.output} ({done.frames} frames, {done.duration_s:.2f} s of video)", *_notes(done.notes)])
 
 
@@ -286,8 +287,8 @@ def _kafka(settings: Settings, args: argparse.Namespace) -> Outcome:
 
 
 def _topics(settings: Settings, _args: argparse.Namespace) -> Outcome:
-    from dvp import kafka
-    kafka.ensure_topics(settings)
+    from dvp.kafka_cluster import Cluster
+    Cluster(settings).ensure_topics()
     return Outcome([f"{name:<24} {parts} partitions" for name, parts in settings.topic_layout.items()])
 
 
@@ -334,6 +335,7 @@ def _live(settings: Settings, args: argparse.Namespace) -> Outcome:
 
     from dvp.infra import tansu
     from dvp.infra.stack import LOCAL_PORT, Stack
+    from dvp.kafka_cluster import Cluster
     from dvp.producers.live import default_view, run_live
     started = _launched()
     stop = threading.Event()
@@ -345,8 +347,10 @@ def _live(settings: Settings, args: argparse.Namespace) -> Outcome:
         if settings.bootstrap_servers is None and not tansu.port_open(LOCAL_PORT):
             print(f"no cluster at {settings.bootstrap} (`dvp up` starts one): a private one for this session, "
                   f"{workers} workers, gone when it ends", file=sys.stderr, flush=True)
-            settings = private.enter_context(Stack.running(settings, workers, live=True, files=False)).settings
-        stats = run_live(settings, args.camera, args.filter, Path(args.record) if args.record else None,
+            cluster = private.enter_context(Stack.running(settings, workers, live=True, files=False)).cluster
+        else:
+            cluster = Cluster(settings)
+        stats = run_live(cluster, args.camera, args.filter, Path(args.record) if args.record else None,
                          args.view or default_view(), _positive(args.port, "--port"), stop, started)
     return Outcome(stats.lines() + ([f"recorded  {args.record}"] if args.record else []), error=stats.error)
 
@@ -355,12 +359,13 @@ def _sink(settings: Settings, _args: argparse.Namespace) -> Outcome:
     import threading
 
     from dvp.dashboard.sink import MetricsSink
+    from dvp.kafka_cluster import Cluster
     from dvp.store import Store
     store = Store(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sink = MetricsSink(settings, store)
+    sink = MetricsSink(Cluster(settings), store)
     print(f"storing {settings.names.metrics} and {settings.names.jobs} in {store.where}", flush=True)
     try:
         sink.run(stop)
@@ -371,17 +376,17 @@ def _sink(settings: Settings, _args: argparse.Namespace) -> Outcome:
 
 
 def _publish(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from dvp.kafka_cluster import Cluster
     from dvp.producers.publish import publish
     from dvp.producers.watch import JobWatcher
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwinds like Ctrl-C
     if args.output is not None and not args.wait:
         raise DvpError("-o needs --wait; without it, write the video later with `dvp fetch JOB -o OUT`")
     output = Path(args.output).absolute() if args.output is not None else None
-    watcher = None
-    if args.wait:
-        watcher = JobWatcher(settings)
+    cluster = Cluster(settings)
+    watcher = JobWatcher(cluster) if args.wait else None
     try:
-        published = publish(settings, args.input, args.filter, job_id=args.job_id, progress=not args.quiet,
+        published = publish(cluster, args.input, args.filter, job_id=args.job_id, progress=not args.quiet,
                             privacy=args.privacy, options=_source_options(args))
         said = f"published {published.frames} frames as job {published.start.job_id}"
         if watcher is None:

@@ -7,21 +7,21 @@ from pathlib import Path
 
 from dvp import kafka
 from dvp.codec import Codec
-from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
+from dvp.kafka_cluster import Cluster
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
 from dvp.results import ResultFile
 from dvp.signing import verified
 
 
-def _records_of(settings: Settings, topic: str, codec: Codec, job_id: str) -> Iterator:
+def _records_of(cluster: Cluster, topic: str, codec: Codec, job_id: str) -> Iterator:
     """Every record of a job on a topic keyed by job id, oldest first."""
     key = job_id.encode()
-    partitions = kafka.wait_reachable(settings).list_topics(topic, timeout=settings.connect_timeout_s).topics
-    if topic not in partitions or partitions[topic].error is not None:
+    partitions = cluster.partitions_now(topic)
+    if partitions is None:
         return  # no job ever ran on this cluster
-    partition = kafka.key_partition(key, len(partitions[topic].partitions))
-    for _offset, record_key, value in kafka.read_partition(settings, topic, partition):
+    for _offset, record_key, value in kafka.read_partition(cluster.settings, topic,
+                                                           kafka.key_partition(key, partitions)):
         if record_key == key:
             try:
                 record = codec.decode(value)
@@ -31,25 +31,26 @@ def _records_of(settings: Settings, topic: str, codec: Codec, job_id: str) -> It
                 yield record
 
 
-def last_event(settings: Settings, job_id: str) -> JobProgress | JobCompleted | JobFailed | None:
+def last_event(cluster: Cluster, job_id: str) -> JobProgress | JobCompleted | JobFailed | None:
     """The latest news of a job id, or None if no job ever had it."""
     last = None
-    for last in _records_of(settings, settings.names.jobs, JOBS, job_id):  # noqa: B007
+    for last in _records_of(cluster, cluster.settings.names.jobs, JOBS, job_id):  # noqa: B007
         pass
     return last
 
 
-def check_unused(settings: Settings, job_id: str) -> None:
-    event = last_event(settings, job_id)
+def check_unused(cluster: Cluster, job_id: str) -> None:
+    event = last_event(cluster, job_id)
     if event is not None:
         state = ("completed" if isinstance(event, JobCompleted) else
                  "failed" if isinstance(event, JobFailed) else "running")
         raise DvpError(f"job id {job_id} is already in use ({state}); choose another or leave --job-id out")
 
 
-def fetch(settings: Settings, job_id: str, output: Path) -> JobCompleted:
+def fetch(cluster: Cluster, job_id: str, output: Path) -> JobCompleted:
     """Write a finished job's video to `output`, from the results topic."""
-    event = last_event(settings, job_id)
+    settings = cluster.settings
+    event = last_event(cluster, job_id)
     if not isinstance(event, JobCompleted):
         raise DvpError(f"job {job_id}: " + ("no such job" if event is None else
                                               f"failed: {event.reason}" if isinstance(event, JobFailed) else
@@ -59,7 +60,7 @@ def fetch(settings: Settings, job_id: str, output: Path) -> JobCompleted:
                        f"secret: set the aggregator's DVP_SECRET)")
     result = ResultFile(output)
     try:
-        for chunk in _records_of(settings, settings.names.results, RESULTS, job_id):
+        for chunk in _records_of(cluster, settings.names.results, RESULTS, job_id):
             result.add(chunk)
         if not result.complete(event):
             raise DvpError(f"job {job_id}: its video is no longer on {settings.names.results} "

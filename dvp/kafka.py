@@ -1,15 +1,16 @@
-"""Kafka plumbing shared by every stage: reachability, topics, a careful producer."""
+"""Kafka clients as every stage makes them: consumers, a careful producer, reading partitions;
+the cluster and its topics are asked through `dvp.kafka_cluster`."""
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from aiokafka.partitioner import murmur2
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from dvp.config import Settings
 from dvp.errors import BrokerError
@@ -85,132 +86,6 @@ def consumer(settings: Settings, **conf: Any) -> Consumer:
     return _client(Consumer, config)
 
 
-def wait_reachable(settings: Settings, timeout: float | None = None) -> AdminClient:
-    """Return an admin client once the cluster answers, or fail within the timeout.
-    Asks in short rounds, so that a signal stops the wait promptly."""
-    timeout = settings.connect_timeout_s if timeout is None else timeout
-    client = admin(settings)
-    last_error: list[str] = ["no answer"]
-
-    def answers() -> bool:
-        try:
-            client.list_topics(timeout=min(timeout, 0.5))
-            return True
-        except KafkaException as exc:
-            last_error[0] = exc.args[0].str() if exc.args else str(exc)
-            return False
-
-    try:
-        wait_until(answers, timeout, "", interval=0, error=BrokerError)
-    except BrokerError:
-        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap} within {timeout:g} s "
-                          f"({last_error[0]})") from None
-    return client
-
-
-def replication_factor(settings: Settings, client: AdminClient | None = None) -> int:
-    """The replication of the topics dvp creates: the setting, or where it is -1
-    (the default) the cluster's own `default.replication.factor`, so that a
-    replicated cluster gets replicated topics without being told twice."""
-    if settings.replication_factor != -1:
-        return settings.replication_factor
-    client = client or wait_reachable(settings)
-    brokers = client.list_topics(timeout=settings.connect_timeout_s).brokers
-    if len(brokers) <= 1:
-        return 1
-    resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
-    try:
-        configs = client.describe_configs([resource])[resource].result(timeout=settings.connect_timeout_s)
-        wanted = int(configs["default.replication.factor"].value)
-    except (KafkaException, KeyError, ValueError, TypeError) as exc:
-        raise BrokerError(f"cannot read the cluster's default.replication.factor ({exc}); "
-                          f"set DVP_REPLICATION_FACTOR") from None
-    return max(1, min(wanted, len(brokers)))
-
-
-def ensure_topics(settings: Settings, compacted: dict[str, int] | None = None) -> None:
-    """Create the pipeline's topics, and any `compacted` ones ({name: partitions}),
-    explicitly: auto-created topics get the wrong size, or none at all."""
-    client = wait_reachable(settings)
-    wanted = {**settings.topic_layout, **(compacted or {})}
-    existing = client.list_topics(timeout=settings.connect_timeout_s).topics
-    rf = replication_factor(settings, client)
-    # Given a replication factor, acknowledged writes survive the loss of one
-    # replica; left to the cluster, so is min.insync.replicas.
-    config = {"min.insync.replicas": str(rf - 1)} if settings.replication_factor >= 3 else {}
-    config["max.message.bytes"] = str(RECORD_MAX_BYTES)
-    missing = [NewTopic(name, parts, rf, config={
-                   **config, **({"cleanup.policy": "compact"} if name in (compacted or {}) else {})})
-               for name, parts in wanted.items() if name not in existing]
-    for name, future in (client.create_topics(missing).items() if missing else ()):
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from None
-
-    def all_led() -> bool:  # creation is asynchronous on real clusters: wait for every leader
-        topics = client.list_topics(timeout=settings.connect_timeout_s).topics
-        return all(name in topics and topics[name].partitions
-                   and all(p.leader >= 0 for p in topics[name].partitions.values()) for name in wanted)
-
-    wait_until(all_led, settings.connect_timeout_s,
-               f"topics {sorted(wanted)} did not appear on {settings.bootstrap}", error=BrokerError)
-
-
-def max_record_bytes(settings: Settings, producer: ReliableProducer, *topics: str) -> int:
-    """The largest record `producer` may send to all of `topics`: its own limit, or
-    less where a topic says so (a cluster whose topics were made before dvp made them)."""
-    client = wait_reachable(settings)
-    limit = producer.max_bytes
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic) for topic in topics]
-    for future in client.describe_configs(resources).values():
-        try:
-            entry = future.result(timeout=settings.connect_timeout_s).get("max.message.bytes")
-        except (KafkaException, TimeoutError):
-            continue  # a broker that does not say: the producer's limit stands, and the broker has the last word
-        if entry is not None and str(entry.value).isdigit():
-            limit = min(limit, int(entry.value))
-    return limit
-
-
-def record_lifetime_s(settings: Settings, topic: str) -> float | None:
-    """How long a record may stay in `topic`: its retention, plus the segment time
-    (the segment being written is not deleted); None: for ever, or not said."""
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    try:
-        configs = wait_reachable(settings).describe_configs([resource])[resource].result(
-            timeout=settings.connect_timeout_s)
-        retention_ms, segment_ms = (int(configs[name].value) for name in ("retention.ms", "segment.ms"))
-    except (KafkaException, KeyError, ValueError, TypeError, TimeoutError):
-        return None
-    return None if retention_ms < 0 or segment_ms < 0 else (retention_ms + segment_ms) / 1000
-
-
-def diagnose(settings: Settings) -> list[str]:
-    """What is wrong with the pipeline as the cluster sees it now, one phrase each:
-    partitions without a leader, consumer groups without members."""
-    try:
-        client = wait_reachable(settings, timeout=min(settings.connect_timeout_s, 5))
-        topics = client.list_topics(timeout=5).topics
-    except BrokerError as exc:
-        return [str(exc)]
-    problems = [f"partition {p} of {name} has no leader"
-                for name in settings.topic_layout if name in topics
-                for p, meta in sorted(topics[name].partitions.items()) if meta.leader < 0]
-    groups = {settings.names.workers: "worker", settings.names.aggregator: "aggregator"}
-    for group, described in client.describe_consumer_groups(list(groups)).items():
-        try:
-            empty = described.result(timeout=5).state in (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD)
-        except KafkaException as exc:
-            empty = exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND  # else the broker cannot tell us
-        except TimeoutError:  # the group's coordinator is away: a leader problem, named above
-            empty = False
-        if empty:
-            problems.append(f"no {groups[group]} is running (consumer group {group} has no members)")
-    return problems
-
-
 def rewind(consumer: Consumer, messages: list) -> None:
     """Consume these messages again, from the first of each partition; a rebalance
     may have taken partitions away meanwhile: their new owner reads them."""
@@ -258,26 +133,13 @@ def read_partition(settings: Settings, topic: str, partition: int, start: int | 
         reader.close()
 
 
-def partition_count(settings: Settings, topic: str) -> int:
-    """The topic's partitions, asked until known: a topic just created through one
-    broker reaches the others' metadata a moment later."""
-    client = wait_reachable(settings)
-
-    def count() -> int | None:
-        t = client.list_topics(topic, timeout=settings.connect_timeout_s).topics.get(topic)
-        return len(t.partitions) if t is not None and t.error is None and t.partitions else None
-
-    return wait_until(count, min(settings.connect_timeout_s, 10),
-                      f"topic {topic} does not exist on {settings.bootstrap}; run `dvp topics`", error=BrokerError)
-
-
 def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
     """(low, high) offsets of a partition, asked in short tries while its leader
     settles: a request queued for a leader that died waits out its whole timeout,
     and the next try goes to the new leader. A topic just created is unknown to
     this client's metadata for a moment, on a cluster of several brokers."""
-    settling = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError._TIMED_OUT, KafkaError._UNKNOWN_PARTITION,
-                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
+    unknown = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
+    settling = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError._TIMED_OUT, *unknown)
 
     def offsets() -> tuple[int, int] | None:
         try:
@@ -286,6 +148,9 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -
             err = exc.args[0]
             if not err.retriable() and err.code() not in settling:
                 raise BrokerError(f"cannot read the offsets of {topic}[{partition}]: {err.str()}") from None
+            if err.code() in unknown:
+                with suppress(KafkaException):  # the client answers from its metadata: have it asked again
+                    consumer.list_topics(topic, timeout=min(timeout, 2.0))
             return None
 
     return wait_until(offsets, timeout, f"cannot read the offsets of {topic}[{partition}] within {timeout:g} s",

@@ -17,10 +17,10 @@ import numpy as np
 from confluent_kafka import TopicPartition
 
 from dvp import kafka
-from dvp.config import Settings
 from dvp.errors import BrokerError, DvpError, MalformedRecord
 from dvp.filters import parse_spec
 from dvp.jpeg import decode_jpeg, encode_jpeg, jpeg_size
+from dvp.kafka_cluster import Cluster
 from dvp.messages import ASSEMBLY, FRAMES, PER_FRAME, Frame, ProcessedFrame, now_us
 from dvp.playout import Playout
 
@@ -74,10 +74,10 @@ class Shown:
 class LiveSession:
     """`started`: when the user started it (time.monotonic()), for the time to the first frame shown."""
 
-    def __init__(self, settings: Settings, filter_spec: str, started: float | None = None):
+    def __init__(self, cluster: Cluster, filter_spec: str, started: float | None = None):
         self.spec = str(parse_spec(filter_spec))  # refused before anything is sent
-        kafka.ensure_topics(settings)
-        self.settings = settings
+        cluster.ensure_topics()
+        self.settings = settings = cluster.settings
         self.started = time.monotonic() if started is None else started
         self.id = f"live-{uuid.uuid4().hex[:8]}"
         self._key = self.id.encode()
@@ -85,14 +85,14 @@ class LiveSession:
         self._reader = kafka.consumer(settings, **{"group.id": f"{names.live_out}-viewer",
                                                    "enable.auto.commit": False, "fetch.wait.max.ms": 5})
         try:
-            out_partitions = kafka.partition_count(settings, names.live_out)
+            out_partitions = cluster.partition_count(names.live_out)
             out_partition = kafka.key_partition(self._key, out_partitions)
             # Probes of the live path come back on the session's partition, under a job id of their own.
             self._probe_id = next(probe for n in range(1000) if kafka.key_partition(
                 (probe := f"{self.id}.ready{n}").encode(), out_partitions) == out_partition)
             _low, high = kafka.watermarks(self._reader, names.live_out, out_partition, settings.connect_timeout_s)
             self._reader.assign([TopicPartition(names.live_out, out_partition, high)])
-            self._partitions = kafka.partition_count(settings, names.live)
+            self._partitions = cluster.partition_count(names.live)
         except DvpError:
             self._reader.close()
             raise

@@ -96,11 +96,11 @@ def run_job(settings: Settings, path: str, output: str, filter_spec: str = "blur
             except StoreError as exc:
                 stored = f"not stored: {exc}"
                 print(f"warning: this job's metrics are {stored}", file=sys.stderr)
-            sink = BackgroundSink(stack.settings, store, from_now=True) if store is not None else None
-            watcher = JobWatcher(stack.settings)
+            sink = BackgroundSink(stack.cluster, store, from_now=True) if store is not None else None
+            watcher = JobWatcher(stack.cluster)
             try:
                 try:
-                    published = publish(stack.settings, path, filter_spec, progress=progress, privacy=privacy,
+                    published = publish(stack.cluster, path, filter_spec, progress=progress, privacy=privacy,
                                         producer=producer, alive=stack.check_alive, options=options)
                     done = watcher.wait(published.start.job_id, published.frames, progress=progress,
                                         timeout=settings.stall_timeout_s, alive=stack.check_alive,

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dvp import kafka
 from dvp.config import Settings
 from dvp.errors import DvpError
 from dvp.infra import tansu
 from dvp.infra.processes import Service, ServiceDir, dvp_command, stop_processes
+from dvp.kafka_cluster import Cluster
 
 LOCAL_PORT = 9092
 # Stop order: first what consumes, last the broker.
@@ -33,7 +33,7 @@ def up(settings: Settings, workers: int) -> list[Service]:
                                f"cluster, set DVP_BOOTSTRAP_SERVERS=127.0.0.1:{LOCAL_PORT}")
             proc = tansu.start(LOCAL_PORT, services.logs / "broker.log")
             services.remember("broker", proc.pid)
-    kafka.ensure_topics(settings)
+    Cluster.reach(settings).ensure_topics()
     env = settings.to_env()
     wanted = {"worker": dvp_command("worker", "--processes", str(workers)),
               "aggregator": dvp_command("aggregator"),
@@ -63,8 +63,9 @@ class Stack:
     private embedded broker (`Stack.running`); everything stops and is removed
     when it ends."""
 
-    def __init__(self, settings: Settings, home: Path, procs: dict[str, list[subprocess.Popen]]):
-        self.settings = settings
+    def __init__(self, cluster: Cluster, home: Path, procs: dict[str, list[subprocess.Popen]]):
+        self.cluster = cluster
+        self.settings = cluster.settings
         self._home = home
         self._procs = procs
 
@@ -96,8 +97,9 @@ class Stack:
             if files:
                 procs["aggregator"] = [services.spawn("aggregator", dvp_command("aggregator", "-v"), env,
                                                       with_parent=True)]
-            kafka.ensure_topics(settings)
-            yield cls(settings, home, procs)
+            cluster = Cluster.reach(settings)
+            cluster.ensure_topics()
+            yield cls(cluster, home, procs)
         finally:
             # On a private broker nothing outlives the stack: no offsets or group to
             # leave in order, so nothing to wait for (Faust alone takes over a second).

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dvp.config import Settings
 from dvp.errors import DvpError
 from dvp.filters import parse_spec
+from dvp.kafka_cluster import Cluster
 from dvp.live_session import LiveSession, LiveStats
 from dvp.producers.camera import open_source
 from dvp.producers.mjpeg import MjpegServer
@@ -49,7 +49,7 @@ class _Stream:
         self.server.close()
 
 
-def run_live(settings: Settings, source: str, filter_spec: str, record: Path | None, view: str,
+def run_live(cluster: Cluster, source: str, filter_spec: str, record: Path | None, view: str,
              port: int, stop: threading.Event | None = None, started: float | None = None) -> LiveStats:
     """Until the source ends, fails or `stop` is set. Capture begins once the live
     path is ready (a probe came back through every live partition). `started`:
@@ -58,7 +58,7 @@ def run_live(settings: Settings, source: str, filter_spec: str, record: Path | N
     parse_spec(filter_spec)  # refused before the camera opens
     camera = open_source(source)
     try:
-        session = LiveSession(settings, filter_spec, started)
+        session = LiveSession(cluster, filter_spec, started)
     except DvpError:
         camera.close()
         raise
@@ -83,7 +83,7 @@ def run_live(settings: Settings, source: str, filter_spec: str, record: Path | N
 
     shown_on = (_Window(f"dvp live: {camera.name}") if view == "window"
                 else _Stream(port) if view == "mjpeg" else None)
-    recording = Recording(record, camera.fps, settings) if record is not None else None
+    recording = Recording(record, camera.fps, cluster.settings) if record is not None else None
     thread = threading.Thread(target=capture, name="capture", daemon=True)
     thread.start()
     decoded = recording is not None or isinstance(shown_on, _Window)  # else the JPEG goes as it came

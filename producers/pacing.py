@@ -11,18 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import TopicPartition
-
 from dvp import kafka
-from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
+from dvp.kafka_cluster import Cluster
 from dvp.messages import JOBS, PROGRESS_EVERY, JobFailed, JobProgress
 
 
 class Pacing:
     """Open it before the job starts: it reads the job's progress from then on."""
 
-    def __init__(self, settings: Settings, job_id: str, frame_bytes: int):
+    def __init__(self, cluster: Cluster, job_id: str, frame_bytes: int):
+        settings = cluster.settings
         self.job_id = job_id.encode()
         self.stall_timeout_s = settings.stall_timeout_s
         by_bytes = settings.reorder_mb * 1_000_000 // max(frame_bytes, 1)
@@ -31,10 +30,7 @@ class Pacing:
         self.written = 0
         self._consumer = kafka.consumer(settings, **{"group.id": settings.names.watch, "enable.auto.commit": False,
                                                      "fetch.wait.max.ms": kafka.FETCH_MAX_WAIT_MS})
-        topic = settings.names.jobs
-        self._consumer.assign([TopicPartition(topic, p, kafka.watermarks(self._consumer, topic, p,
-                                                                          settings.connect_timeout_s)[1])
-                               for p in range(kafka.partition_count(settings, topic))])
+        self._consumer.assign(cluster.ends(self._consumer, settings.names.jobs))
 
     def wait_for_room(self, index: int, alive: Callable[[], None] = lambda: None) -> None:
         """Return once frame `index` may be published; DvpError if the job failed, if

@@ -24,6 +24,7 @@ from dvp.errors import DvpError, InputError
 from dvp.filters import parse_spec, privacy_for
 from dvp.history import check_unused
 from dvp.jpeg import check_pixels, encode_jpeg_within
+from dvp.kafka_cluster import Cluster
 from dvp.media import EVERY_TRACK, SourceFrame, SourceOptions, VideoSource
 from dvp.messages import ASSEMBLY, FRAMES, AudioChunk, Frame, JobAbort, JobEnd, JobStart, now_us, valid_job_id
 from dvp.producers.pacing import Pacing
@@ -48,7 +49,7 @@ def new_job_id(path: str) -> str:
     return f"{slug or 'job'}-{uuid.uuid4().hex[:8]}"
 
 
-def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: str | None = None,
+def publish(cluster: Cluster, path: str, filter_spec: str = "blur", job_id: str | None = None,
             progress: bool = True, privacy: str | None = None,
             producer: kafka.ReliableProducer | None = None, alive: Callable[[], None] = lambda: None,
             options: SourceOptions = EVERY_TRACK) -> Published:
@@ -56,13 +57,15 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
     `privacy`: strict or per-frame (default: what the filter suits, see `privacy_for`);
     `producer`: one made earlier, whose producer id is already known (see below);
     `alive`: raises if the job can no longer finish (called while publishing waits for room);
-    `options`: which tracks and tags of the source the output keeps."""
+    `options`: which tracks and tags of the source the output keeps. The job is made
+    with the settings of the `cluster` handle."""
+    settings = cluster.settings
     spec = parse_spec(filter_spec)  # refused here, before anything is sent
     privacy = privacy_for(spec, privacy)
     if job_id is not None:
         if not valid_job_id(job_id):
             raise DvpError(f"job id {job_id!r}: use letters, digits, '.', '_' and '-' (at most 100)")
-        check_unused(settings, job_id)
+        check_unused(cluster, job_id)
     # First: an idempotent producer's first send waits for its producer id (half a
     # second or more after it is made), which it asks for in the background meanwhile.
     producer = producer or kafka.ReliableProducer(settings)
@@ -72,12 +75,12 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         if first is None:
             raise InputError(f"{path}: has no video frames")
         check_pixels(path, first.image.shape[1], first.image.shape[0], settings.max_pixels)
-        kafka.ensure_topics(settings)
-        jpeg_limit = kafka.max_record_bytes(settings, producer, settings.names.frames,
-                                            settings.names.processed) - kafka.RECORD_OVERHEAD
+        cluster.ensure_topics()
+        jpeg_limit = cluster.max_record_bytes(producer.max_bytes, settings.names.frames,
+                                              settings.names.processed) - kafka.RECORD_OVERHEAD
         fitted = FrameFitter(settings.jpeg_quality, jpeg_limit, first.image.shape[1], first.image.shape[0])
         first_jpeg = fitted.jpeg(first.image)
-        partitions = kafka.partition_count(settings, settings.names.frames)
+        partitions = cluster.partition_count(settings.names.frames)
         info, colour = source.info, (source.conversion.output if source.conversion else None)
         start = JobStart(
             job_id=job_id or new_job_id(path), source=str(Path(path).resolve()), filter=str(spec), privacy=privacy,
@@ -91,7 +94,7 @@ def publish(settings: Settings, path: str, filter_spec: str = "blur", job_id: st
         processed = settings.names.processed
         base = zlib.crc32(job_key) % partitions  # jobs start on different partitions
         count = 0
-        pacing = Pacing(settings, start.job_id, len(first_jpeg))  # before the start: all its progress is seen
+        pacing = Pacing(cluster, start.job_id, len(first_jpeg))  # before the start: all its progress is seen
         bar = tqdm(total=info.frame_count, unit="frame", desc="publish", disable=not progress, leave=False)
         try:
             # The start must precede every processed frame in the log: flush it first.

@@ -5,12 +5,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
 from tqdm import tqdm
 
 from dvp import kafka
-from dvp.config import Settings
 from dvp.errors import DvpError, MalformedRecord
+from dvp.kafka_cluster import Cluster
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress, ResultChunk
 from dvp.results import ResultFile
 from dvp.signing import verified
@@ -19,19 +18,15 @@ from dvp.signing import verified
 class JobWatcher:
     """Open it before publishing: it reads the jobs and results topics from that moment on."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        kafka.ensure_topics(settings)
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.settings = settings = cluster.settings
+        cluster.ensure_topics()
         # A job's last records come in a burst: fetches not held long, so the end is seen soon.
         self._consumer = kafka.consumer(settings, **{"group.id": settings.names.watch, "enable.auto.commit": False,
                                                      "fetch.wait.max.ms": 50})
         self.forged = 0  # completions of the jobs watched whose signature did not verify
-        here = []
-        for topic in (settings.names.jobs, settings.names.results):
-            for p in range(kafka.partition_count(settings, topic)):
-                _low, high = kafka.watermarks(self._consumer, topic, p, settings.connect_timeout_s)
-                here.append(TopicPartition(topic, p, high))
-        self._consumer.assign(here)
+        self._consumer.assign(cluster.ends(self._consumer, settings.names.jobs, settings.names.results))
 
     def wait(self, job_id: str, total: int | None, progress: bool = True, timeout: float | None = None,
              alive: Callable[[], None] = lambda: None, save_to: Path | None = None) -> JobCompleted:
@@ -46,7 +41,7 @@ class JobWatcher:
             while completed is None or (result is not None and not result.complete(completed)):
                 alive()
                 if timeout is not None and time.monotonic() - last_news > timeout:
-                    why = "; ".join(kafka.diagnose(self.settings)) or "the cluster looks fine: see the services' logs"
+                    why = "; ".join(self.cluster.diagnose()) or "the cluster looks fine: see the services' logs"
                     if self.forged:
                         why = (f"{self.forged} completion records did not verify: set the same DVP_SECRET for "
                                f"the aggregator and this command; {why}")

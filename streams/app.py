@@ -19,6 +19,7 @@ import faust
 from dvp import kafka
 from dvp.config import Settings, parse_kafka_config
 from dvp.errors import BrokerError, MalformedRecord
+from dvp.kafka_cluster import Cluster
 from dvp.messages import JOBS, RESULTS, JobCompleted, JobFailed, JobProgress
 from dvp.results import result_chunks
 from dvp.signing import signed
@@ -55,8 +56,11 @@ def _progress_row(event: JobProgress | JobCompleted | JobFailed) -> dict:
     return {"status": "failed", "reason": event.reason}
 
 
-def create_app(settings: Settings, replication: int) -> faust.App:
-    """The app; `replication` is that of the topics Faust creates (kafka.replication_factor)."""
+def create_app(cluster: Cluster) -> faust.App:
+    """The app, on the cluster's settings; the topics Faust creates are replicated
+    as dvp's own (Cluster.replication_factor)."""
+    settings = cluster.settings
+    replication = cluster.replication_factor()
     work_dir = settings.home / "aggregator"
     signing_key = settings.signing_key  # read (or made) at the start: a bad HOME fails now, not at a job's end
     app = faust.App(
@@ -216,7 +220,7 @@ def create_app(settings: Settings, replication: int) -> faust.App:
         """A job is journaled until its records have left the processed topic: read again
         before that, they must not start it again. The topic's retention is asked each
         time, as an operator may change it."""
-        lifetime = await asyncio.to_thread(kafka.record_lifetime_s, settings, settings.names.processed)
+        lifetime = await asyncio.to_thread(cluster.record_lifetime_s, settings.names.processed)
         if lifetime is not None and (pruned := journal.prune(time.time() - lifetime)):
             log.info("journal: %d jobs ended over %.0f s ago forgotten", pruned, lifetime)
 
@@ -224,10 +228,11 @@ def create_app(settings: Settings, replication: int) -> faust.App:
 
 
 def run_aggregator(settings: Settings, loglevel: str = "warn") -> None:
-    app = create_app(settings, kafka.replication_factor(settings))
+    cluster = Cluster.reach(settings)
+    app = create_app(cluster)
     # Faust would create its tables' changelogs itself, but asynchronously: on a cluster
     # without auto-creation the first table write can race that and crash the agent.
-    kafka.ensure_topics(settings, compacted={
+    cluster.ensure_topics(compacted={
         table.changelog_topic.get_topic_name(): table.partitions for table in app.tables.values()})
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

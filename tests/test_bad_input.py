@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dvp.infra.tansu import free_port
+from dvp.kafka_cluster import Cluster
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
 from tests.helpers import dvp, read_video
@@ -152,9 +153,10 @@ def test_frames_over_the_cluster_limit_midway_are_sent_at_a_lower_quality(settin
     limited = settings.replace(kafka_config=("message.max.bytes=1000000",))
     services.worker()
     services.aggregator()
-    watcher = JobWatcher(limited)
+    cluster = Cluster.reach(limited)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(limited.replace(jpeg_quality=95), str(clip), "blur", job_id="grows-1",
+        published = publish(Cluster.reach(limited.replace(jpeg_quality=95)), str(clip), "blur", job_id="grows-1",
                             progress=False)
         done = watcher.wait("grows-1", published.frames, progress=False, timeout=60)
     finally:

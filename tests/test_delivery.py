@@ -7,6 +7,7 @@ import pytest
 
 from dvp.errors import DvpError
 from dvp.history import fetch
+from dvp.kafka_cluster import Cluster
 from dvp.messages import JobStart
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
@@ -35,7 +36,7 @@ def test_the_video_reaches_its_publisher_and_stays_in_the_store(broker_kind, set
     assert not list(out.parent.glob(".*partial"))
     # Later, and from anywhere: by job id.
     again = tmp_path / "again.mp4"
-    done = fetch(settings, "talk-1", again)
+    done = fetch(Cluster.reach(settings), "talk-1", again)
     assert sha256(again) == sha256(stored) and done.frames == 75
     result = dvp("fetch", "no-such-job", "-o", str(tmp_path / "x.mp4"), env=settings.to_env())
     assert result.returncode == 1 and result.stderr.strip() == "dvp: error: job no-such-job: no such job"
@@ -65,9 +66,10 @@ def test_the_aggregator_writes_only_into_its_own_store(broker_kind, settings, se
     services.aggregator()
     victim = tmp_path / "precious.txt"
     victim.write_text("keep me")
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["face"]), "blur", job_id="precious.txt", progress=False)
+        published = publish(cluster, str(clips["face"]), "blur", job_id="precious.txt", progress=False)
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120,
                             save_to=tmp_path / "mine.mp4")
     finally:
@@ -84,7 +86,7 @@ def test_without_wait_an_output_path_is_refused(settings, clips, tmp_path):
                  env=settings.to_env())
     assert result.returncode == 1 and "-o needs --wait" in result.stderr
     with pytest.raises(DvpError, match="no such job"):
-        fetch(settings, "never-ran", tmp_path / "y.mp4")
+        fetch(Cluster.reach(settings), "never-ran", tmp_path / "y.mp4")
 
 
 def test_a_stalled_job_says_why(broker_kind, settings, services, clips):

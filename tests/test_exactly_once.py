@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from dvp import kafka
+from dvp.kafka_cluster import Cluster
 from dvp.messages import ASSEMBLY, METRICS, FrameMetrics, ProcessedFrame
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
@@ -48,9 +49,10 @@ def test_worker_killed_mid_transaction_leaves_each_frame_once(settings, services
     victim = services.worker()
     services.worker()
     services.aggregator()
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["long"]), "blur",
+        published = publish(cluster, str(clips["long"]), "blur",
                             progress=False)
         # Its first output, seen before any commit: the victim is inside a transaction.
         wait_for_uncommitted(settings, settings.names.metrics, lambda m: m.pid == victim.pid, timeout=90)
@@ -104,9 +106,10 @@ def test_worker_frozen_inside_a_transaction_goes_on(settings, services, clips, f
     victim = services.worker()
     services.aggregator()
     services.wait_workers_assigned()
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["long"]), "blur", progress=False)
+        published = publish(cluster, str(clips["long"]), "blur", progress=False)
         wait_for_uncommitted(settings, settings.names.metrics, lambda m: m.pid == victim.pid, timeout=90)
 
         def frozen_inside_a_transaction() -> bool:  # the victim alone writes: an open transaction is its own
@@ -136,13 +139,14 @@ def test_a_refused_metrics_record_aborts_its_transaction(settings, services, cli
     """The broker refuses every metrics record (the topic's max.message.bytes is set
     below their size): no processed frame may count without its metrics. Once the
     topic accepts them again, every frame and its metrics are there once."""
-    kafka.ensure_topics(settings)
+    Cluster.reach(settings).ensure_topics()
     set_topic_config(settings, settings.names.metrics, "max.message.bytes", "100")
     worker = services.worker()
     services.aggregator()
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["face"]), "blur", progress=False)
+        published = publish(cluster, str(clips["face"]), "blur", progress=False)
         log = services.logs / "worker-0.log"
         wait_for(lambda: log.read_text().count("transaction aborted") >= 3, 90, "refused transactions")
         assert "MESSAGE_TOO_LARGE" in log.read_text() or "too large" in log.read_text()

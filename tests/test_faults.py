@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from dvp import kafka
 from dvp.infra.kafka.cluster import KafkaCluster
+from dvp.kafka_cluster import Cluster
 from dvp.messages import METRICS, now_us
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
@@ -86,12 +86,13 @@ def run(settings, services, clip, out, fault=None, while_waiting=lambda: None, a
     processes it starts end with it). Returns the job and the fault as it struck."""
     workers = [services.worker(), services.worker()]
     aggregators = [services.aggregator(home) for home in aggregator_homes]
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     tail = MetricsTail(settings)
     struck = None
     try:
         began = time.monotonic()
-        published = publish(settings, str(clip), "blur", progress=False)
+        published = publish(cluster, str(clip), "blur", progress=False)
         if fault is not None:
             struck = Fault(workers, aggregators, published, list(tail.until(published.frames // 10, 90)))
             assert len(struck.seen) < published.frames * 0.6, "the job was nearly done before the fault"
@@ -289,13 +290,14 @@ def test_aggregator_killed_and_restarted(cluster_settings, cluster_services, bas
 def test_a_partition_without_a_leader_is_named(cluster, tmp_path):
     """Unreplicated topics and a dead broker: what a stalled job's publisher is told."""
     settings = settings_for(cluster.bootstrap, tmp_path / "home", replication_factor=1)
-    kafka.ensure_topics(settings)
+    topics = Cluster.reach(settings)
+    topics.ensure_topics()
     orphaned = {p for p, leader in leaders(settings, settings.names.frames).items() if leader == 2}
     assert orphaned
     kill_broker(cluster, 2)
     expected = {f"partition {p} of {settings.names.frames} has no leader" for p in orphaned}
     try:
-        wait_for(lambda: expected <= set(kafka.diagnose(settings)), 60, "the cluster to notice")
+        wait_for(lambda: expected <= set(topics.diagnose()), 60, "the cluster to notice")
     finally:
         cluster.start_node(2, wait=False)
         cluster.wait_ready(timeout=120)

@@ -6,6 +6,7 @@ import pytest
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from dvp import kafka
+from dvp.kafka_cluster import Cluster
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,7 @@ def test_a_batch_rewound_after_a_rebalance_seeks_only_partitions_still_assigned(
     """A batch consumed again after an aborted transaction (exactly-once loop, sink):
     a rebalance served since it was consumed may have taken some of its partitions
     away, and seeking those would kill the worker."""
-    kafka.ensure_topics(settings)
+    Cluster.reach(settings).ensure_topics()
     topic = settings.names.frames
     partitions = settings.frames_partitions
     producer = Producer({"bootstrap.servers": settings.bootstrap})
@@ -77,7 +78,7 @@ def test_a_member_with_a_short_session_keeps_its_partitions(broker_kind, setting
     rebalanced every 3 s and skipped a third of a camera's frames."""
     if broker_kind != "tansu":
         pytest.skip("heartbeats are the client's, the same on every broker")
-    kafka.ensure_topics(settings)
+    Cluster.reach(settings).ensure_topics()
     assigned = []
     member = kafka.consumer(settings, **{"group.id": f"{settings.topic_prefix}short", "session.timeout.ms": 2000})
     try:
@@ -101,7 +102,7 @@ def test_the_offsets_of_a_topic_being_created_are_waited_for(settings):
             kafka.watermarks(reader, settings.names.frames, 0, settings.connect_timeout_s)))
         waiting.start()
         time.sleep(1.5)  # asked before the topic exists
-        kafka.ensure_topics(settings)
+        Cluster.reach(settings).ensure_topics()
         waiting.join(settings.connect_timeout_s + 5)
     finally:
         reader.close()

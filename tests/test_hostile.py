@@ -24,6 +24,7 @@ from dvp.infra.kafka.cluster import new_cluster_id
 from dvp.infra.tansu import free_port
 from dvp.jpeg import EIGHT_K, decode_jpeg, jpeg_size
 from dvp.kafka import ReliableProducer
+from dvp.kafka_cluster import Cluster
 from dvp.messages import (
     ASSEMBLY,
     FRAMES,
@@ -120,16 +121,17 @@ def test_bombs_on_every_partition_cost_their_frames_and_the_next_job_completes(b
     for p in range(settings.frames_partitions):
         producer.send(names.frames, FRAMES.encode(Frame("bombed", p, p, "blur", "per-frame", bomb, now_us(), now_us(),
                                                         settings.detector)), key=b"bombed", partition=p)
-    for p in range(kafka.partition_count(settings, names.live)):  # the live thread reads them as they come
+    for p in range(Cluster.reach(settings).partition_count(names.live)):  # the live thread reads them as they come
         producer.send(names.live, FRAMES.encode(Frame("live-bombed", p, p, "blur", "per-frame", bomb, now_us(),
                                                       now_us(), settings.live_detector)), key=b"live", partition=p)
     producer.send(names.processed, ASSEMBLY.encode(JobEnd("bombed", settings.frames_partitions, 0)), key=b"bombed")
     producer.flush(10)
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
         with pytest.raises(DvpError, match="job bombed failed: frame .*30000x30000.*DVP_MAX_PIXELS"):
             watcher.wait("bombed", settings.frames_partitions, progress=False, timeout=60)
-        published = publish(settings, str(clips["face"]), "blur", progress=False)
+        published = publish(cluster, str(clips["face"]), "blur", progress=False)
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120)
     finally:
         watcher.close()
@@ -171,9 +173,10 @@ def test_forged_results_are_refused_by_fetch_and_the_watcher(broker_kind, settin
     bytes; a forged JobCompleted of 0 chunks ended `publish --wait` at once."""
     if broker_kind != "tansu":
         pytest.skip("records on topics: one broker shows it")
-    kafka.ensure_topics(settings)
+    Cluster.reach(settings).ensure_topics()
     names, producer = settings.names, kafka.ReliableProducer(settings)
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     forger_key = b"not the cluster's secret"
     for job_id, body_id, key in [("victim-1", "victim-1", forger_key), ("victim-2", "victim-2", None),
                                  ("victim-3", "other-job", settings.signing_key),
@@ -185,10 +188,10 @@ def test_forged_results_are_refused_by_fetch_and_the_watcher(broker_kind, settin
     try:
         for victim in ("victim-1", "victim-2"):
             with pytest.raises(DvpError, match="completion record does not verify"):
-                fetch(settings, victim, tmp_path / f"{victim}.mp4")
+                fetch(cluster, victim, tmp_path / f"{victim}.mp4")
         with pytest.raises(DvpError, match="no such job"):  # keyed victim-3, about other-job
-            fetch(settings, "victim-3", tmp_path / "victim-3.mp4")
-        assert fetch(settings, "honest-1", tmp_path / "honest.mp4").job_id == "honest-1"
+            fetch(cluster, "victim-3", tmp_path / "victim-3.mp4")
+        assert fetch(cluster, "honest-1", tmp_path / "honest.mp4").job_id == "honest-1"
         assert (tmp_path / "honest.mp4").read_bytes() == b"bytes of honest-1"
         assert not list(tmp_path.glob("victim*"))
 
@@ -212,7 +215,7 @@ def test_a_failure_reason_with_escape_sequences_reaches_the_terminal_escaped(bro
     """Was: a reason rewrote the terminal's title and cleared the screen."""
     if broker_kind != "tansu":
         pytest.skip("records on topics: one broker shows it")
-    kafka.ensure_topics(settings)
+    Cluster.reach(settings).ensure_topics()
     producer = kafka.ReliableProducer(settings)
     producer.send(settings.names.jobs, JOBS.encode(JobFailed("job-1", "\x1b]0;pwned\x07\x1b[2Jgone")), key=b"job-1")
     producer.flush(10)

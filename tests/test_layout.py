@@ -67,4 +67,17 @@ def test_only_the_kafka_module_knows_confluent_kafkas_exceptions():
     """Stages catch BrokerError, which says what an error allows (kafka.asked)."""
     knowing = {str(p.relative_to(ROOT)) for folder in ("dvp", *STAGES) for p in (ROOT / folder).rglob("*.py")
                if {"confluent_kafka.KafkaException", "confluent_kafka.KafkaError"} & imported_modules(p)}
-    assert knowing == {"dvp/kafka.py"}
+    assert knowing == {"dvp/kafka.py", "dvp/kafka_cluster.py"}
+
+
+def test_only_the_cluster_handle_makes_an_admin_client():
+    """One admin client a process (dvp.kafka_cluster.Cluster), made at its start and
+    passed in; a helper that made its own for each question made seven for one job."""
+    def makes_admin(path: Path) -> bool:
+        tree = ast.parse(path.read_text())
+        called = any(isinstance(node, ast.Attribute) and node.attr == "admin" and isinstance(node.value, ast.Name)
+                     and node.value.id == "kafka" for node in ast.walk(tree))
+        return called or "dvp.kafka.admin" in imported_modules(path)
+    making = {str(p.relative_to(ROOT)) for folder in ("dvp", *STAGES) for p in (ROOT / folder).rglob("*.py")
+              if makes_admin(p)}
+    assert making == {"dvp/kafka_cluster.py"}

@@ -9,9 +9,11 @@ import av
 import numpy as np
 import pytest
 
+from dvp import kafka
 from dvp.faces import FaceDetector
 from dvp.filters import outline
 from dvp.filters.regions import padded_box
+from dvp.kafka_cluster import Cluster
 from dvp.messages import ASSEMBLY, METRICS, ProcessedFrame
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
@@ -34,9 +36,10 @@ pytestmark = pytest.mark.integration
 
 
 def run_job(settings, clip, tmp_path, **kwargs):
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clip), kwargs.pop("filter_spec", "blur"), progress=False)
+        published = publish(cluster, str(clip), kwargs.pop("filter_spec", "blur"), progress=False)
         return published, watcher.wait(published.start.job_id, published.frames, progress=False,
                                        timeout=120, save_to=tmp_path / "out.mp4", **kwargs)
     finally:
@@ -90,15 +93,19 @@ def assert_faces_filtered_and_the_rest_kept(source_frames, output_frames):
     assert with_faces >= len(source_frames) * 0.9
 
 
-def test_two_workers_share_one_job(broker_kind, settings, services, clips, tmp_path):
+def test_two_workers_share_one_job(broker_kind, settings, services, clips, tmp_path, monkeypatch):
     if broker_kind != "tansu":
         pytest.skip("the fault tests run every job with two workers on a 3-broker Apache Kafka cluster")
     services.worker()
     services.worker()
     services.aggregator()
     services.wait_workers_assigned()
+    admins = []
+    make_admin = kafka.admin
+    monkeypatch.setattr(kafka, "admin", lambda s: admins.append(s) or make_admin(s))
     published, done = run_job(settings, clips["face"], tmp_path)
     assert done.frames == published.frames == 75
+    assert len(admins) == 1  # publishing and watching ask one cluster handle (they made 7 clients)
     frames = [ASSEMBLY.decode(v) for _, _, _, v in read_topic(settings, settings.names.processed)]
     by_worker = {}
     for f in frames:
@@ -145,9 +152,10 @@ def test_worker_killed_mid_job_loses_no_frame(broker_kind, settings, services, c
             return True
         return False
 
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["long"]), "pixelate",
+        published = publish(cluster, str(clips["long"]), "pixelate",
                             progress=False)
         wait_for(kill_when_busy, 60, "the first worker to process a frame")
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120)
@@ -164,9 +172,10 @@ def test_aggregator_killed_mid_job_completes_after_restart(broker_kind, settings
     services.worker()
     first = services.aggregator()
     out = tmp_path / "out.mp4"
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["long"]), "blackout", progress=False)
+        published = publish(cluster, str(clips["long"]), "blackout", progress=False)
         work = settings.home / "aggregator"
         wait_for(lambda: any(work.glob("*.video.mp4")), 60, "the aggregator to start writing")
         os.kill(first.pid, signal.SIGKILL)
@@ -185,8 +194,8 @@ def test_aggregator_killed_mid_job_completes_after_restart(broker_kind, settings
 def test_malformed_records_are_set_aside_and_the_pipeline_goes_on(broker_kind, settings, services, clips, tmp_path):
     if broker_kind != "tansu":
         pytest.skip("records set aside by the stages, the same on every broker")
-    from dvp.kafka import ReliableProducer, ensure_topics
-    ensure_topics(settings)
+    from dvp.kafka import ReliableProducer
+    Cluster.reach(settings).ensure_topics()
     producer = ReliableProducer(settings)
     producer.send(settings.names.frames, b"not avro at all", key=b"k", partition=0)
     producer.send(settings.names.processed, b"DVP\x01\xff\xfe", key=b"k")
@@ -204,9 +213,10 @@ def test_malformed_records_are_set_aside_and_the_pipeline_goes_on(broker_kind, s
 def test_worker_stopped_with_sigterm_finishes_its_frames_and_leaves(settings, services, clips, tmp_path):
     first = services.worker()
     services.aggregator()
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["long"]), "blur",
+        published = publish(cluster, str(clips["long"]), "blur",
                             progress=False)
         wait_for(lambda: len(read_topic(settings, settings.names.metrics, timeout=2)) >= 10, 60,
                  "the worker to process frames")

@@ -5,6 +5,7 @@ import pytest
 
 from dvp.errors import DvpError
 from dvp.kafka import ReliableProducer, key_partition
+from dvp.kafka_cluster import Cluster
 from dvp.messages import ASSEMBLY, FRAMES, Frame, JobEnd, JobStart, now_us
 from dvp.producers.publish import publish
 from dvp.producers.watch import JobWatcher
@@ -40,7 +41,8 @@ def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_
     producer.send(settings.names.processed, ASSEMBLY.encode(
         JobStart("poisoned", "crafted", "blur", "per-frame", 480, 360, 25, 1, 1, 25, 10, False, now_us())), key=key)
     producer.flush(10)
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
         for i, image in enumerate(frames):
             record = Frame("poisoned", i, i, "blur", "per-frame", poison if i == 5 else image, now_us(), now_us(),
@@ -57,9 +59,10 @@ def test_a_frame_that_kills_its_worker_is_set_aside_and_other_jobs_go_on(broker_
     letters = [(dict(h), v) for _, _, h, v in read_topic(settings, settings.names.deadletter)]
     assert any(FRAMES.decode(v).index == 5 and b"worker processing it died" in h["dvp.error"]
                for h, v in letters if v.startswith(b"DVP"))
-    watcher = JobWatcher(settings)
+    cluster = Cluster.reach(settings)
+    watcher = JobWatcher(cluster)
     try:
-        published = publish(settings, str(clips["face"]), "blur", progress=False)
+        published = publish(cluster, str(clips["face"]), "blur", progress=False)
         done = watcher.wait(published.start.job_id, published.frames, progress=False, timeout=120)
     finally:
         watcher.close()

@@ -12,6 +12,7 @@ from dvp import kafka
 from dvp.config import Names
 from dvp.dashboard import queries
 from dvp.dashboard.sink import MetricsSink, Record, rows_of
+from dvp.kafka_cluster import Cluster
 from dvp.messages import JOBS, METRICS, FrameMetrics, JobCompleted, JobFailed, JobProgress, StageTimings
 from dvp.store import FRAME_COLUMNS, FRAMES_TABLE, JOB_COLUMNS, JOBS_TABLE, Store
 from tests.helpers import wait_for
@@ -84,14 +85,14 @@ def test_a_real_job_is_stored_once_even_when_replayed(broker_kind, settings, ser
     producer.flush(10)
     store = Store(settings)
     try:
-        sink = MetricsSink(settings, store)
+        sink = MetricsSink(Cluster.reach(settings), store)
         try:
             wait_for(lambda: sink.step() >= 0 and sink.caught_up(), 60, "the sink to store every record")
             assert sink.skipped == 1
         finally:
             sink.close()
         # A sink that lost its commits reads everything again: nothing counts twice.
-        replay = MetricsSink(settings, store, group=f"{settings.names.sink}-replay")
+        replay = MetricsSink(Cluster.reach(settings), store, group=f"{settings.names.sink}-replay")
         try:
             wait_for(lambda: replay.step() >= 0 and replay.caught_up(), 60, "the replay")
             assert replay.stored > 0
@@ -124,7 +125,7 @@ def test_records_wait_in_kafka_while_the_embedded_store_is_busy(broker_kind, set
         pytest.skip("the store's turns are the same on every broker")
     from tests.test_dashboard import page
 
-    kafka.ensure_topics(settings)
+    Cluster.reach(settings).ensure_topics()
     producer = kafka.ReliableProducer(settings)
     for i in range(20):
         producer.send(settings.names.metrics, metrics(i), key=b"job-1")
@@ -132,7 +133,7 @@ def test_records_wait_in_kafka_while_the_embedded_store_is_busy(broker_kind, set
     store = Store(settings, busy_timeout_s=1)  # its tables made while the store is free
     holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_STORE, store.dsn], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
-    sink = MetricsSink(settings, store)
+    sink = MetricsSink(Cluster.reach(settings), store)
     try:
         assert holder.stdout.readline().strip() == "held"
         # Read, refused by the busy store, put back (step says 0 records taken), twice.
@@ -158,5 +159,5 @@ def test_records_wait_in_kafka_while_the_embedded_store_is_busy(broker_kind, set
 def committed(settings, sink) -> dict:
     """The sink group's committed offsets on the metrics topic, where there are any."""
     parts = [TopicPartition(settings.names.metrics, p)
-             for p in range(kafka.partition_count(settings, settings.names.metrics))]
+             for p in range(Cluster.reach(settings).partition_count(settings.names.metrics))]
     return {tp.partition: tp.offset for tp in sink.consumer.committed(parts, timeout=10) if tp.offset >= 0}
