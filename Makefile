@@ -19,7 +19,7 @@ demo: $(BIN)/dvp
 	$(BIN)/dvp run sample.mp4 -o sample-blurred.mp4
 
 test: $(BIN)/dvp
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest --durations=40
 
 # mypy reads the installed layout: the stages keep their top-level folders but
 # install as dvp.streams, dvp.consumers, ... (pyproject's package-dir), which an

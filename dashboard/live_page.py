@@ -122,7 +122,7 @@ def live_page(cluster: Cluster) -> None:
         figures(ctx.video_processor)
     elif not ctx.state.playing:
         try:  # before START: a cluster out of reach is said here, not as a dead video
-            cluster.ensure_topics()
+            cluster.wait_reachable(min(settings.connect_timeout_s, 5)).ensure_topics()
         except DvpError as exc:
             st.error(str(exc))
 

@@ -249,7 +249,7 @@ class BackgroundSink:
 
     def _run(self) -> None:
         try:
-            while self._sink is None and not self._reachable():  # a cluster that is gone: no client spinning
+            while self._sink is None and not self._reachable():  # a cluster that is gone: no consumer spinning
                 if self._stop.wait(5):
                     return
             if self._sink is None:

@@ -20,14 +20,15 @@ from dvp.waiting import wait_until
 
 
 class Cluster:
-    """Make one at a process's start and pass it to what needs the cluster; the first
-    question waits until the cluster answers (`Cluster.reach`: at once), so that a
-    bad input file or camera is said before an absent cluster. The admin client is
-    librdkafka's, safe to share between threads."""
+    """Make one at a process's start and pass it to what needs the cluster. Nothing is
+    asked until a question comes: the first makes the admin client and waits until
+    the cluster answers (`Cluster.reach`: at once), so that a bad input file or camera
+    is said before an absent cluster. The admin client is librdkafka's, safe to share
+    between threads."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._admin = kafka.admin(settings)
+        self._admin: AdminClient | None = None
         self._reached = False
         self._replication: int | None = None
         self._made: set[str] = set()  # topics this process has made sure of
@@ -40,11 +41,14 @@ class Cluster:
         """Return once the cluster answers, or fail within the timeout. Asks in
         short rounds, so that a signal stops the wait promptly."""
         timeout = self.settings.connect_timeout_s if timeout is None else timeout
+        if self._admin is None:
+            self._admin = kafka.admin(self.settings)  # settings it refuses: said here, in one line
+        admin = self._admin
         last_error: list[str] = ["no answer"]
 
         def answers() -> bool:
             try:
-                self._admin.list_topics(timeout=min(timeout, 0.5))
+                admin.list_topics(timeout=min(timeout, 0.5))
                 return True
             except KafkaException as exc:
                 last_error[0] = exc.args[0].str() if exc.args else str(exc)
@@ -60,8 +64,10 @@ class Cluster:
 
     @property
     def _client(self) -> AdminClient:
-        if not self._reached:
+        """The admin client, once the cluster has answered it (waits, or raises BrokerError)."""
+        if not self._reached or self._admin is None:
             self.wait_reachable()
+        assert self._admin is not None
         return self._admin
 
     def _topics(self, topic: str | None = None, timeout: float | None = None) -> dict:
@@ -174,15 +180,18 @@ class Cluster:
         committed on each partition (-1: none yet), and the member (client id) each
         is assigned to, where the broker says."""
         timeout = min(self.settings.connect_timeout_s, 5)
+        parts = self._topics(topic, timeout).get(topic)
+        if parts is None or parts.error is not None or not parts.partitions:
+            raise BrokerError(f"topic {topic} does not exist on {self.settings.bootstrap}; run `dvp topics`")
         try:
             with kafka.asked(f"cannot read the consumer group {group} from the cluster"):
-                parts = self._topics(topic, timeout)[topic].partitions
-                asked = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])
+                asked = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts.partitions])
                 offsets = self._client.list_consumer_group_offsets([asked])[group].result(timeout=timeout)
                 described = self._client.describe_consumer_groups([group])[group].result(timeout=timeout)
         except (TimeoutError, KeyError) as exc:
             raise BrokerError(f"cannot read the consumer group {group} from the cluster: {exc}") from None
-        committed = {p: -1 for p in parts} | {tp.partition: tp.offset for tp in offsets.topic_partitions}
+        committed = {p: -1 for p in parts.partitions} | {
+            tp.partition: tp.offset if tp.offset >= 0 and tp.error is None else -1 for tp in offsets.topic_partitions}
         owner = {tp.partition: m.client_id for m in described.members
                  for tp in (m.assignment.topic_partitions if m.assignment else []) if tp.topic == topic}
         return committed, owner

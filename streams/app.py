@@ -60,9 +60,9 @@ def create_app(cluster: Cluster) -> faust.App:
     """The app, on the cluster's settings; the topics Faust creates are replicated
     as dvp's own (Cluster.replication_factor)."""
     settings = cluster.settings
-    replication = cluster.replication_factor()
     work_dir = settings.home / "aggregator"
     signing_key = settings.signing_key  # read (or made) at the start: a bad HOME fails now, not at a job's end
+    replication = cluster.replication_factor()
     app = faust.App(
         settings.names.aggregator,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap.split(",")],
@@ -228,7 +228,7 @@ def create_app(cluster: Cluster) -> faust.App:
 
 
 def run_aggregator(settings: Settings, loglevel: str = "warn") -> None:
-    cluster = Cluster.reach(settings)
+    cluster = Cluster(settings)
     app = create_app(cluster)
     # Faust would create its tables' changelogs itself, but asynchronously: on a cluster
     # without auto-creation the first table write can race that and crash the agent.

@@ -70,9 +70,10 @@ def test_only_the_kafka_module_knows_confluent_kafkas_exceptions():
     assert knowing == {"dvp/kafka.py", "dvp/kafka_cluster.py"}
 
 
-def test_only_the_cluster_handle_makes_an_admin_client():
+def test_only_the_cluster_handle_makes_dvps_admin_client():
     """One admin client a process (dvp.kafka_cluster.Cluster), made at its start and
-    passed in; a helper that made its own for each question made seven for one job."""
+    passed in; a helper that made its own for each question made seven for one job.
+    (`dvp kafka up`'s launcher asks its own brokers whether they are up, apart.)"""
     def makes_admin(path: Path) -> bool:
         tree = ast.parse(path.read_text())
         called = any(isinstance(node, ast.Attribute) and node.attr == "admin" and isinstance(node.value, ast.Name)
