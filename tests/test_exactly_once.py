@@ -139,11 +139,11 @@ def test_a_refused_metrics_record_aborts_its_transaction(settings, services, cli
     """The broker refuses every metrics record (the topic's max.message.bytes is set
     below their size): no processed frame may count without its metrics. Once the
     topic accepts them again, every frame and its metrics are there once."""
-    Cluster.reach(settings).ensure_topics()
+    cluster = Cluster.reach(settings)
+    cluster.ensure_topics()
     set_topic_config(settings, settings.names.metrics, "max.message.bytes", "100")
     worker = services.worker()
     services.aggregator()
-    cluster = Cluster.reach(settings)
     watcher = JobWatcher(cluster)
     try:
         published = publish(cluster, str(clips["face"]), "blur", progress=False)
