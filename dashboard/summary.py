@@ -1,7 +1,6 @@
 """`dvp status`: the dashboard's key figures in the terminal."""
 from __future__ import annotations
 
-from dvp.config import Settings
 from dvp.dashboard import queries
 from dvp.dashboard.cluster import group_lag, waiting_frames
 from dvp.errors import BrokerError, DvpError
@@ -9,9 +8,10 @@ from dvp.kafka_cluster import Cluster
 from dvp.store import Store
 
 
-def summary_lines(settings: Settings, jobs_shown: int = 5) -> list[str]:
+def summary_lines(cluster: Cluster, jobs_shown: int = 5) -> list[str]:
+    settings = cluster.settings
     try:
-        group = group_lag(Cluster(settings))  # asked first: the embedded store is not held while the cluster answers
+        group = group_lag(cluster)  # asked first: the embedded store is not held while the cluster answers
     except BrokerError as exc:
         group, cluster_error = None, str(exc)
     try:

@@ -272,8 +272,9 @@ def _down(settings: Settings, _args: argparse.Namespace) -> Outcome:
 def _status(settings: Settings, _args: argparse.Namespace) -> Outcome:
     from dvp.dashboard.summary import summary_lines
     from dvp.infra import stack
+    from dvp.kafka_cluster import Cluster
     lines = _service_lines(stack.status(settings), _running_or_dead)
-    return Outcome(lines + [printable(line) for line in summary_lines(settings)])  # worker names: from records
+    return Outcome(lines + [printable(line) for line in summary_lines(Cluster(settings))])  # worker names: from records
 
 
 def _kafka(settings: Settings, args: argparse.Namespace) -> Outcome:
