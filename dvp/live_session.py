@@ -101,17 +101,19 @@ class LiveSession:
         self._playout: Playout[ProcessedFrame] = Playout(settings.live_deadline_ms * 1000)
         self._lock = threading.Lock()  # send() and receive() may run on different threads
         self._next_index = 0
-        self._size: tuple[int, int] | None = None  # of the frames sent last
+        # Of each frame in flight: a camera may change its resolution (a browser's does
+        # with the bandwidth), and a frame comes back at the size it was sent.
+        self._sizes: dict[int, tuple[int, int]] = {}
         self.first_capture_us: int | None = None  # the session's time zero
         self.stats = LiveStats()
 
     def send(self, image: np.ndarray, capture_ts_us: int) -> None:
         jpeg = encode_jpeg(image, self.settings.jpeg_quality)
         with self._lock:
-            self._size = (image.shape[1], image.shape[0])
             index = self._next_index
             self._next_index += 1
             self._playout.captured(index, capture_ts_us)
+            self._sizes[index] = (image.shape[1], image.shape[0])
             if self.first_capture_us is None:
                 self.first_capture_us = capture_ts_us
             self.stats.captured += 1
@@ -159,9 +161,9 @@ class LiveSession:
                     self._playout.arrived(result.index, result)
         self._producer.poll(0)
         with self._lock:
-            due = list(self._playout.due(now_us()))
-        return [Shown(index, captured_at, self._jpeg(result), self._size or (0, 0))
-                for index, captured_at, result in due]
+            due = [(index, captured_at, result, self._sizes.pop(index))
+                   for index, captured_at, result in self._playout.due(now_us())]
+        return [Shown(index, captured_at, self._jpeg(result, size), size) for index, captured_at, result, size in due]
 
     def _arrivals(self, timeout: float) -> Iterator[ProcessedFrame]:
         """The frames come back: the first waited for up to `timeout` seconds, then
@@ -177,16 +179,16 @@ class LiveSession:
                     yield result
             msg = self._reader.poll(0)
 
-    def _jpeg(self, result: ProcessedFrame | None) -> bytes | None:
+    def _jpeg(self, result: ProcessedFrame | None, size: tuple[int, int]) -> bytes | None:
         """A filtered frame from the topic, if its header says it is of the size this
-        session sent, within DVP_MAX_PIXELS (else it is skipped)."""
+        session sent it at, within DVP_MAX_PIXELS (else it is skipped)."""
         if result is None:
             return None
         try:
             width, height = jpeg_size(result.jpeg)
         except MalformedRecord:
             return None
-        return result.jpeg if (width, height) == self._size and width * height <= self.settings.max_pixels else None
+        return result.jpeg if (width, height) == size and width * height <= self.settings.max_pixels else None
 
     def counted(self, shown: Shown, on_screen: bool = True) -> None:
         """Count a frame whose turn came: shown (its latency taken now) or skipped."""

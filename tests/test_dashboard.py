@@ -142,6 +142,8 @@ def test_every_page_in_a_real_browser(demo, tmp_path):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+    served = (tmp_path / "dashboard.log").read_text(errors="replace")
+    assert "Exception in ASGI application" not in served, served[-3000:]  # every file the pages asked for
     keep = os.environ.get("DVP_SCREENSHOTS")  # e.g. docs/, to refresh the README's pictures
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)

@@ -25,6 +25,9 @@ from dvp.consumers.live import Budget
 from dvp.faces import FaceDetector
 from dvp.infra.stack import LOCAL_PORT
 from dvp.infra.tansu import free_port, port_open
+from dvp.kafka_cluster import Cluster
+from dvp.live_session import LiveSession
+from dvp.messages import now_us
 from dvp.playout import Playout
 from dvp.producers.mjpeg import MjpegServer
 from dvp.sample import astronaut_face, background, read_stamp
@@ -156,6 +159,31 @@ def test_a_file_played_as_a_camera_comes_back_filtered_in_order(broker_kind, set
     for frame, stamp in zip(recorded, stamps, strict=True):  # somewhere (the face) much changed: filtered
         diff = np.abs(frame.astype(np.int16) - source[stamp]).mean(axis=2).astype(np.float32)
         assert cv2.blur(diff, (24, 24)).max() > 15, f"frame {stamp} came back unfiltered"
+
+
+@pytest.mark.integration
+def test_a_camera_that_changes_its_resolution_gets_each_frame_back_at_its_own_size(broker_kind, settings,
+                                                                                   services):
+    """A browser lowers and raises its camera's resolution with the bandwidth: the
+    frames in flight at the old size are shown, not skipped."""
+    if broker_kind != "tansu":
+        pytest.skip("the live path is the same on every broker")
+    services.worker()
+    live_ready(services)
+    session = LiveSession(Cluster.reach(settings), "blur")
+    try:
+        session.wait_ready()
+        sizes = [(640, 480), (640, 480), (320, 240), (320, 240)]
+        for width, height in sizes:  # sent before any comes back
+            session.send(background(width, height), now_us())
+        due: list = []
+        deadline = time.monotonic() + 5
+        while len(due) < len(sizes) and time.monotonic() < deadline:
+            due += session.receive(0.05)
+    finally:
+        session.close()
+    assert [(shown.jpeg is not None, shown.size) for shown in due] == [(True, size) for size in sizes]
+    assert [shown.image.shape[1::-1] for shown in due] == sizes
 
 
 @pytest.mark.integration
