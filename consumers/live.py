@@ -20,6 +20,7 @@ from dvp.messages import FRAMES, PER_FRAME, now_us
 
 log = logging.getLogger("dvp.worker")
 COST_SMOOTHING = 0.2  # weight of the newest frame in the running cost of one
+RELAX_AFTER = 4  # frames refused in a row before the cost estimate relaxes
 
 
 class Budget:
@@ -29,16 +30,22 @@ class Budget:
     def __init__(self, deadline_us: int):
         self.deadline_us = deadline_us
         self.cost_us = 0.0
+        self.not_begun = 0  # frames refused in a row
 
     def worth_beginning(self, age_us: int) -> bool:
         """`age_us`: since the frame's capture, on our clock. A frame dated in the
         future is refused too."""
         if not -self.deadline_us <= age_us <= self.deadline_us - self.cost_us:
-            # A frame not begun measures nothing: the estimate relaxes, or one slow spell
-            # (a pause, a busy machine) would leave it past the deadline, and the worker
-            # skipping every frame, for good.
-            self.cost_us *= 1 - COST_SMOOTHING
+            self.not_begun += 1
+            # A frame not begun measures nothing: after a slow spell (a pause, a busy machine)
+            # the estimate could stay past the deadline and the worker skip every frame for
+            # good, so a long run of refusals relaxes it. Not a short one: a worker behind
+            # skips one or two frames between those it does, and an estimate relaxed by each
+            # of them begins frames that end past their deadline, work for nothing.
+            if self.not_begun > RELAX_AFTER:
+                self.cost_us *= 1 - COST_SMOOTHING
             return False
+        self.not_begun = 0
         return True
 
     def spent(self, cost_us: int) -> None:
