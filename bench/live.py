@@ -135,7 +135,7 @@ def schedules() -> None:
                 if every is None:  # frames come at 30 fps while the full searches beside run
                     time.sleep(max(start + i / 30 - time.perf_counter(), 0))
                 began = time.perf_counter()
-                faces = schedule.faces("bench", truth.image, i * 33_333, detector.detect)
+                faces = schedule.faces("bench", truth.image, i * 33_333, detector.detect, near=detector.detect_near)
                 spent += time.perf_counter() - began
                 out.append(blur.apply(truth.image.copy(), faces))
             schedule.close()

@@ -143,7 +143,7 @@ class FrameProcessor:
             faces = detector.detect(image, spec.needs_landmarks)
         else:
             faces = self.schedule.faces(frame.job_id, image, frame.capture_ts_us, detector.detect,
-                                        spec.needs_landmarks, frame.detector)
+                                        spec.needs_landmarks, frame.detector, detector.detect_near)
         t2 = time.perf_counter()
         if strict:
             jpeg, t3 = frame.jpeg, t2

@@ -7,6 +7,7 @@ messages of one topic: MAGIC + schemaless Avro of the topic's union."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import typing
@@ -98,8 +99,13 @@ def _plain(value: typing.Any) -> typing.Any:
     return value
 
 
+@functools.cache  # the annotations are strings: evaluated once per class, not per message
+def _hints(cls: type) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
 def _from_avro(cls: type, record: dict) -> typing.Any:
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     values = {}
     for name, value in record.items():
         hint = hints[name]

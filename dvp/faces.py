@@ -41,6 +41,10 @@ class Face:
 class Backend(Protocol):
     def find(self, rgb: np.ndarray) -> list[Face]: ...
 
+    def find_near(self, rgb: np.ndarray) -> list[Face]:
+        """In a crop around a face found before, the face about a third of it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -98,8 +102,17 @@ class FaceDetector:
         self._mesh: Any = None  # the face-mesh model, loaded when a filter first needs landmarks
 
     def detect(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
+        return self._faces(bgr, landmarks, near=False)
+
+    def detect_near(self, bgr: np.ndarray, landmarks: bool = False) -> list[Face]:
+        """Faces in a crop around a face found before (live region searches, the
+        face about a third of the crop): the backend's cheaper search for that."""
+        return self._faces(bgr, landmarks, near=True)
+
+    def _faces(self, bgr: np.ndarray, landmarks: bool, near: bool) -> list[Face]:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        faces = self._loading.result().find(rgb)
+        backend = self._loading.result()
+        faces = backend.find_near(rgb) if near else backend.find(rgb)
         if landmarks:  # the mesh loads even for a picture without faces: a live probe warms it up
             faces = self._with_landmarks(self._mesh_model(), rgb, faces)
         return faces

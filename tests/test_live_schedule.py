@@ -24,8 +24,10 @@ def detector():
     found.close()
 
 
-def filtered(clip, schedule: LiveSchedule, detect) -> list[np.ndarray]:
-    return [BLUR.apply(t.image.copy(), schedule.faces("cam", t.image, i * FRAME_US, detect))
+def filtered(clip, schedule: LiveSchedule, detector: FaceDetector) -> list[np.ndarray]:
+    """Regions searched as workers search them (the short-range model: detect_near)."""
+    return [BLUR.apply(t.image.copy(), schedule.faces("cam", t.image, i * FRAME_US, detector.detect,
+                                                      near=detector.detect_near))
             for i, t in enumerate(clip)]
 
 
@@ -38,11 +40,11 @@ def gliding():
 
 def test_region_searches_between_full_ones_cover_a_moving_face_as_well_as_searching_every_frame(gliding, detector):
     every_frame = LiveSchedule(every=1)
-    baseline = leaked_frames(gliding, filtered(gliding, every_frame, detector.detect))
+    baseline = leaked_frames(gliding, filtered(gliding, every_frame, detector))
     assert every_frame.full_searches == 44 and every_frame.region_searches == 0
     assert len(baseline) <= 4, baseline  # the detector's own misses: the face's first sliver, troubles
     fourth = LiveSchedule(every=4)
-    leaks = leaked_frames(gliding, filtered(gliding, fourth, detector.detect))
+    leaks = leaked_frames(gliding, filtered(gliding, fourth, detector))
     # The face's first frames, at the edge, wait for the second full search: k - 1 frames.
     assert len(leaks) <= len(baseline) + 3, (leaks, baseline)
     assert not [i for i in leaks if i >= 4 and i not in baseline], (leaks, baseline)
@@ -55,10 +57,10 @@ def test_region_searches_between_full_ones_cover_a_moving_face_as_well_as_search
 def test_a_face_that_appears_waits_for_the_next_full_search_and_no_longer(detector):
     person = [Placement("astronaut", 90, 0.5, 0.45, dx=3)]
     clip = scene_clip(1280, 720, [], 10) + scene_clip(1280, 720, person, 14)  # it appears on frame 10
-    leaks = leaked_frames(clip, filtered(clip, LiveSchedule(every=4), detector.detect))
+    leaks = leaked_frames(clip, filtered(clip, LiveSchedule(every=4), detector))
     assert set(leaks) <= {10, 11}, leaks  # full searches on frames 0, 4, 8, 12, ...
     assert 12 not in leaks and 13 not in leaks
-    assert leaked_frames(clip, filtered(clip, LiveSchedule(every=1), detector.detect)) == []
+    assert leaked_frames(clip, filtered(clip, LiveSchedule(every=1), detector)) == []
 
 
 def costed(ms_per_megapixel: float, clock: list[float]):
@@ -111,7 +113,8 @@ def test_full_searches_beside_find_a_face_that_appears_for_the_next_frame(detect
     try:
         for i, truth in enumerate(clip):
             out.append(BLUR.apply(truth.image.copy(), schedule.faces("cam", truth.image, i * FRAME_US,
-                                                                     detector.detect, detector="mediapipe")))
+                                                                     detector.detect, detector="mediapipe",
+                                                                     near=detector.detect_near)))
             schedule.settle()
     finally:
         schedule.close()

@@ -62,6 +62,8 @@ class CenterFace:
         heatmap, scale, offset, _ = self._session.run(OUTPUTS, {INPUT: blob})
         return _decode(heatmap[0, 0], scale[0], offset[0], self._min_confidence, width, height)
 
+    find_near = find  # one model, for faces of every size
+
     def close(self) -> None:
         self._session = None
 

@@ -65,6 +65,11 @@ class MediaPipe:
             found += _run(self._full, np.ascontiguousarray(rgb[y:y + h, x:x + w]), x, y)
         return merge(found)
 
+    def find_near(self, rgb: np.ndarray) -> list[Face]:
+        """A face a third of the picture is what the short-range model is made for
+        (a third of the full-range model's cost, and it finds the face as well)."""
+        return _run(self._short or self._full, rgb, 0, 0)
+
     def close(self) -> None:
         for model in (self._short, self._full):
             if model is not None:
