@@ -62,8 +62,9 @@ def fresh(seconds: float) -> None:
                 print(f"| {width}x{height} | failed: {done.stderr.strip().splitlines()[-1:]} |")
                 continue
             first_second = said["skipped"].split("(")[1].split()[0]
-            print(f"| {width}x{height}, 2 workers | {said['first'].split(' after')[0]} | {first_second} "
-                  f"| {said['shown']} of {said['captured']} |", flush=True)
+            workers = re.search(r"\d+ workers?(?=,)", done.stderr)  # as the private stack's line says
+            print(f"| {width}x{height}, {workers[0] if workers else '?'} | {said['first'].split(' after')[0]} "
+                  f"| {first_second} | {said['shown']} of {said['captured']} |", flush=True)
 
 
 def terminal(seconds: float) -> None:

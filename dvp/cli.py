@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from dvp.infra.processes import Service
     from dvp.media import SourceOptions
 
+# A live worker keeps two threads busy (its frames, and the full searches beside them):
+# on 2 cores a second one competes with the first (1920x1080: 121-129 of 150 frames shown,
+# against 142-144 with one).
+LIVE_WORKERS = 1 if (os.cpu_count() or 1) < 4 else 2
+
 
 def _setting_flag(parser: argparse.ArgumentParser, setting: dataclasses.Field) -> None:
     """A flag built from the setting's declaration in dvp/config.py."""
@@ -115,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local window (default where a display exists), an MJPEG stream on 127.0.0.1 "
                         "(default elsewhere), or nothing")
     p.add_argument("--port", type=int, default=8090, help="port of the MJPEG stream (default 8090)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="worker processes of the private stack started where no cluster answers (default 2)")
+    p.add_argument("--workers", type=int, default=LIVE_WORKERS,
+                   help="worker processes of the private stack started where no cluster answers (default: 1 "
+                        "on up to 3 cores, else 2)")
 
     p = sub.add_parser("fetch", parents=[common], help="write a finished job's video, by job id")
     p.set_defaults(handler=_fetch)
@@ -347,7 +353,7 @@ def _live(settings: Settings, args: argparse.Namespace) -> Outcome:
     with contextlib.ExitStack() as private:
         if settings.bootstrap_servers is None and not tansu.port_open(LOCAL_PORT):
             print(f"no cluster at {settings.bootstrap} (`dvp up` starts one): a private one for this session, "
-                  f"{workers} workers, gone when it ends", file=sys.stderr, flush=True)
+                  f"{workers} worker{'s' if workers > 1 else ''}, gone when it ends", file=sys.stderr, flush=True)
             cluster = private.enter_context(Stack.running(settings, workers, live=True, files=False)).cluster
         else:
             cluster = Cluster(settings)
