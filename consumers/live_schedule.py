@@ -211,7 +211,7 @@ class LiveSchedule:
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue  # gone past the edge
             # Shrunk by a whole factor, the region cut to a multiple of it: OpenCV's area
-            # resize is 3 times faster so than by any other factor.
+            # resize by a whole factor is 3 times faster than by any other.
             shrink = math.ceil(max(x1 - x0, y1 - y0) / MAX_REGION)
             x1, y1 = x0 + (x1 - x0) // shrink * shrink, y0 + (y1 - y0) // shrink * shrink
             region = image[y0:y1, x0:x1]
